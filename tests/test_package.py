@@ -1,0 +1,58 @@
+"""Package-level behaviour: backend check, profile switch and the command line."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import diffusion_keras as dk
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_python(code, **env):
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+        env={**os.environ, **env}, timeout=300,
+    )
+
+
+def test_other_backends_are_refused_with_a_clear_error():
+    # refused before Keras is imported: Keras itself would fail obscurely when JAX is absent
+    result = run_python("import diffusion_keras", KERAS_BACKEND="numpy")
+    assert result.returncode != 0
+    assert "supports only the TensorFlow backend" in result.stderr
+    assert "KERAS_BACKEND='numpy'" in result.stderr
+
+
+def test_profile_switch(monkeypatch):
+    monkeypatch.setenv("DIFFUSION_KERAS_PROFILE", "ci")
+    assert dk.is_ci_profile()
+    monkeypatch.setenv("DIFFUSION_KERAS_PROFILE", "full")
+    assert dk.profile() == "full" and not dk.is_ci_profile()
+    monkeypatch.setenv("DIFFUSION_KERAS_PROFILE", "huge")
+    with pytest.raises(ValueError, match="DIFFUSION_KERAS_PROFILE='huge' is not a known profile"):
+        dk.profile()
+
+
+def test_cli_figures_writes_pngs(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "diffusion_keras", "figures", "--out", str(tmp_path)],
+        capture_output=True, text=True, cwd=ROOT, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    for name in ("log_snr.png", "noising.png"):
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cli_reports_bad_input_in_one_line(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "diffusion_keras", "figures", "--out", str(tmp_path)],
+        capture_output=True, text=True, cwd=ROOT, timeout=300,
+        env={**os.environ, "DIFFUSION_KERAS_MNIST": str(tmp_path / "missing.npz")},
+    )
+    assert result.returncode == 2
+    assert "error: DIFFUSION_KERAS_MNIST=" in result.stderr
+    assert "Traceback" not in result.stderr
