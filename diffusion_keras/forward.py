@@ -127,15 +127,18 @@ def q_sample_stepwise(x_0, t, schedule, seed=None):
     """
     x_0, t, _ = _validate(x_0, t, schedule)
     generator = _seed_generator(seed)
-    shape = (-1,) + (1,) * (len(x_0.shape) - 1)
-    t_column = ops.reshape(t, shape)
-    step_signal = schedule.numpy("step_signal_scale")
-    step_noise = schedule.numpy("step_noise_scale")
+    t_column = ops.reshape(t, (-1,) + (1,) * (len(x_0.shape) - 1))
+
+    @tf.function  # traced once; the Python loop below then costs one graph call per step
+    def one_step(x, step):
+        eps = keras.random.normal(ops.shape(x), dtype=x.dtype, seed=generator)
+        signal = ops.cast(ops.take(schedule.step_signal_scale, step), x.dtype)
+        noise = ops.cast(ops.take(schedule.step_noise_scale, step), x.dtype)
+        return ops.where(t_column >= step, signal * x + noise * eps, x)  # finished images stop moving
+
     x = x_0
     for step in range(int(ops.max(t)) + 1):
-        eps = keras.random.normal(ops.shape(x_0), dtype=x_0.dtype, seed=generator)
-        stepped = float(step_signal[step]) * x + float(step_noise[step]) * eps
-        x = ops.where(t_column >= step, stepped, x)  # images whose t is reached stop moving
+        x = one_step(x, tf.constant(step, dtype=t.dtype))
     return x
 
 

@@ -3,8 +3,6 @@
 Functions return the matplotlib ``Figure`` so notebooks can ``plt.show()`` it and the CLI can save it.
 """
 
-import matplotlib
-
 import matplotlib.pyplot as plt
 import numpy as np
 
@@ -92,7 +90,8 @@ def plot_noising(x_0, schedule_list, fractions=(0.0, 0.1, 0.25, 0.5, 0.75, 1.0),
     noise = keras.random.normal(x_0.shape, seed=seed)
     for row, schedule in enumerate(schedule_list):
         for col, fraction in enumerate(fractions):
-            t = np.array([min(int(round(fraction * schedule.T)), schedule.T - 1)])
+            # paper step fraction * T (at least 1), as a 0-based index
+            t = np.array([max(int(round(fraction * schedule.T)), 1) - 1])
             x_t = np.asarray(forward.q_sample(x_0, t, noise, schedule))
             axis = axes[row, col]
             axis.imshow(x_t[0, ..., 0], cmap="gray", vmin=-1.5, vmax=1.5)

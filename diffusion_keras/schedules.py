@@ -235,7 +235,11 @@ def cosine(T=1000, s=0.008, max_beta=0.999):
 
 
 def sigmoid(T=1000, beta_start=1e-4, beta_end=0.02, start=-6.0, end=6.0):
-    """Sigmoid betas (Xu et al. 2022, "GeoDiff"): ``sigma(linspace(start, end, T)) * (end-start) + start``."""
+    """Sigmoid betas (Xu et al. 2022, "GeoDiff").
+
+    ``beta_t = beta_start + (beta_end - beta_start) * sigmoid(linspace(start, end, T))``, with
+    ``start = -6`` and ``end = 6`` by default.
+    """
     _check_T(T)
     _check_beta_range(beta_start, beta_end)
     if not start < end:
