@@ -6,7 +6,7 @@ Functions return the matplotlib ``Figure`` so notebooks can ``plt.show()`` it an
 import matplotlib.pyplot as plt
 import numpy as np
 
-from diffusion_keras import data, forward, schedules
+from diffusion_keras import data, forward
 
 __all__ = ["image_grid", "show_grid", "save_grid", "plot_schedules", "plot_noising"]
 
