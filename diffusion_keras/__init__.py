@@ -10,8 +10,13 @@ Modules follow the notebooks: ``schedules`` (01), ``forward`` (02), ``data`` (MN
 
 from diffusion_keras import _backend  # noqa: F401  (must run before any Keras import)
 from diffusion_keras import data, forward, plotting, schedules
+from diffusion_keras import evaluation, networks, model, samplers  # registers the Keras classes for load_model
+from diffusion_keras.model import DiffusionModel
 from diffusion_keras.profile import is_ci_profile, profile
 
 __version__ = "0.1.0"
 
-__all__ = ["data", "forward", "plotting", "schedules", "is_ci_profile", "profile", "__version__"]
+__all__ = [
+    "data", "evaluation", "forward", "plotting", "schedules", "networks", "model", "samplers", "DiffusionModel",
+    "is_ci_profile", "profile", "__version__",
+]

@@ -43,8 +43,76 @@ def _run_figures(args):
     return 0
 
 
+def _add_train(subparsers):
+    from diffusion_keras.training import add_train_arguments
+
+    return add_train_arguments(subparsers)
+
+
+def _run_train(args):
+    from diffusion_keras.training import run_train
+
+    return run_train(args)
+
+
+def _add_bench(subparsers):
+    from diffusion_keras.bench import add_bench_arguments
+
+    return add_bench_arguments(subparsers)
+
+
+def _run_bench(args):
+    from diffusion_keras.bench import run_bench
+
+    return run_bench(args)
+
+
+def _add_train_classifier(subparsers):
+    from diffusion_keras.evaluate_cli import add_train_classifier_arguments
+
+    parser = subparsers.add_parser("train-classifier", help="train the MNIST classifier behind the evaluator")
+    return add_train_classifier_arguments(parser)
+
+
+def _run_train_classifier(args):
+    from diffusion_keras.evaluate_cli import run_train_classifier
+
+    return run_train_classifier(args)
+
+
+def _add_evaluate(subparsers):
+    from diffusion_keras.evaluate_cli import add_evaluate_arguments
+
+    parser = subparsers.add_parser("evaluate", help="FID, KID and label scores of generated digits")
+    return add_evaluate_arguments(parser)
+
+
+def _run_evaluate(args):
+    from diffusion_keras.evaluate_cli import run_evaluate
+
+    return run_evaluate(args)
+
+
+def _add_sample(subparsers):
+    from diffusion_keras.sample_cli import add_sample_arguments
+
+    parser = subparsers.add_parser("sample", help="draw digits from a trained model into a grid PNG")
+    return add_sample_arguments(parser)
+
+
+def _run_sample(args):
+    from diffusion_keras.sample_cli import run_sample
+
+    return run_sample(args)
+
+
 COMMANDS = {
     "figures": (_add_figures, _run_figures),
+    "sample": (_add_sample, _run_sample),
+    "train": (_add_train, _run_train),
+    "bench": (_add_bench, _run_bench),
+    "train-classifier": (_add_train_classifier, _run_train_classifier),
+    "evaluate": (_add_evaluate, _run_evaluate),
 }
 
 

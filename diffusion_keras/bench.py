@@ -1,0 +1,190 @@
+"""Throughput measurements behind ``python -m diffusion_keras bench``.
+
+How we measure (project guide, Sec. 5): throughput in images per second, and as a ratio of achieved
+FLOP/s (counted FLOPs of the network x images/s, x3 for a training step: forward + backward) over the
+measured matmul FLOP/s of the same machine in the same process. Every number is the median of several
+timed repeats after a warm-up call that pays for tracing and compilation.
+"""
+
+import statistics
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from diffusion_keras import _backend  # noqa: F401
+
+
+def median_seconds(function, repeats=5, warmup=1):
+    """Median wall time of ``function()`` over ``repeats`` calls, after ``warmup`` untimed calls."""
+    for _ in range(warmup):
+        function()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def matmul_gflops(dtype="float32", size=2048, repeats=5):
+    """Measured GFLOP/s of a ``size x size`` TensorFlow matmul in ``dtype`` (2 n^3 FLOPs per product)."""
+    a = tf.random.normal((size, size), dtype="float32", seed=0)
+    b = tf.random.normal((size, size), dtype="float32", seed=1)
+    a, b = tf.cast(a, dtype), tf.cast(b, dtype)
+
+    @tf.function
+    def product():
+        return tf.matmul(a, b)
+
+    seconds = median_seconds(lambda: product().numpy(), repeats=repeats)
+    return 2.0 * size**3 / seconds / 1e9
+
+
+def format_table(rows, columns):
+    """Render a list of dicts as a fixed-width text table with the given column order."""
+    header = [str(column) for column in columns]
+    body = [[_format_cell(row.get(column, "")) for column in columns] for row in rows]
+    widths = [max(len(line[i]) for line in [header] + body) for i in range(len(columns))]
+    lines = ["  ".join(text.rjust(width) for text, width in zip(line, widths)) for line in [header] + body]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(lines)
+
+
+def _format_cell(value):
+    if isinstance(value, float):
+        return f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"
+    return str(value)
+
+
+def machine_summary():
+    """One line naming the CPU count and TensorFlow/Keras versions, printed with every benchmark."""
+    import os
+
+    import keras
+
+    return (
+        f"{os.cpu_count()} CPU cores, TensorFlow {tf.__version__}, Keras {keras.__version__}, "
+        f"NumPy {np.__version__}"
+    )
+
+
+def _timed_steps(step, repeats, steps_per_repeat):
+    """Median seconds per call of ``step`` (already traced by a warm-up call)."""
+    return median_seconds(lambda: [step() for _ in range(steps_per_repeat)][-1], repeats=repeats) / steps_per_repeat
+
+
+def network_throughput(size="small", policy="float32", jit_compile=False, train_batch=128,
+                       eval_batch=256, repeats=3, steps_per_repeat=5):
+    """Measure one network preset: training images/s (full ``train_step`` and a bare step) and eval images/s.
+
+    The bare step is what any Keras training of this network costs: forward, MSE against a fixed
+    target, backward and the same AdamW update. ``train_step`` adds drawing t and the noise,
+    ``q_sample``, the loss bookkeeping and the EMA update; its overhead is ``bare_s / step_s`` - 1
+    in reverse (``train_step`` seconds over bare seconds, minus 1).
+    """
+    import keras
+
+    from diffusion_keras import model as model_module
+    from diffusion_keras import networks
+
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        network = networks.build_network(size)
+        diffusion = model_module.DiffusionModel(network, schedule="cosine", seed=0)
+        diffusion.compile(optimizer=keras.optimizers.AdamW(1e-4))
+        images = tf.random.uniform((train_batch, 32, 32, 1), -1.0, 1.0, seed=0)
+        train_step = tf.function(diffusion.train_step, jit_compile=jit_compile)
+        train_step(images)
+
+        bare_network = networks.build_network(size)
+        bare_optimizer = keras.optimizers.AdamW(1e-4)
+        bare_optimizer.build(bare_network.trainable_variables)
+        t = tf.random.uniform((train_batch,), 0, 1000, dtype=tf.int32, seed=1)
+        target = tf.random.normal(images.shape, seed=2)
+
+        @tf.function(jit_compile=jit_compile)
+        def bare_step():
+            with tf.GradientTape() as tape:
+                prediction = bare_network([images, t], training=True)
+                loss = tf.reduce_mean(tf.square(tf.cast(prediction, "float32") - target))
+            gradients = tape.gradient(loss, bare_network.trainable_variables)
+            bare_optimizer.apply(gradients, bare_network.trainable_variables)
+            return loss
+
+        bare_step()
+        eval_images = tf.random.uniform((eval_batch, 32, 32, 1), -1.0, 1.0, seed=3)
+        eval_t = tf.random.uniform((eval_batch,), 0, 1000, dtype=tf.int32, seed=4)
+        evaluate = tf.function(lambda: network([eval_images, eval_t]), jit_compile=jit_compile)
+        evaluate()
+
+        step_seconds = _timed_steps(lambda: train_step(images)["loss"].numpy(), repeats, steps_per_repeat)
+        bare_seconds = _timed_steps(lambda: bare_step().numpy(), repeats, steps_per_repeat)
+        eval_seconds = _timed_steps(lambda: evaluate().numpy(), repeats, steps_per_repeat)
+        flops = networks.count_flops(network)
+        return {
+            "size": size,
+            "policy": policy,
+            "jit": jit_compile,
+            "params": network.count_params(),
+            "GFLOP/img": flops / 1e9,
+            "train img/s": train_batch / step_seconds,
+            "train GFLOP/s": 3 * flops * train_batch / step_seconds / 1e9,
+            "bare img/s": train_batch / bare_seconds,
+            "step overhead": step_seconds / bare_seconds - 1.0,
+            "eval img/s": eval_batch / eval_seconds,
+            "eval GFLOP/s": flops * eval_batch / eval_seconds / 1e9,
+        }
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+def add_bench_arguments(subparsers):
+    parser = subparsers.add_parser("bench", help="measure training, evaluation and sampling throughput")
+    parser.add_argument("--sizes", nargs="+", default=["small"], help="network presets (default: small)")
+    parser.add_argument("--variants", nargs="+", default=["fp32", "bf16", "fp32+jit", "bf16+jit"],
+                        help="precision/XLA variants: fp32, bf16, fp32+jit, bf16+jit")
+    parser.add_argument("--samplers", action="store_true", help="also time the samplers (10-1000 steps)")
+    parser.add_argument("--sampler-n", type=int, default=64, help="images per sampler run")
+    parser.add_argument("--repeats", type=int, default=3, help="timed repeats (the median is reported)")
+    return parser
+
+
+VARIANTS = {
+    "fp32": ("float32", False), "bf16": ("mixed_bfloat16", False),
+    "fp32+jit": ("float32", True), "bf16+jit": ("mixed_bfloat16", True),
+}
+
+
+def run_bench(args):
+    unknown = sorted(set(args.variants) - set(VARIANTS))
+    if unknown:
+        raise ValueError(f"--variants must be some of {sorted(VARIANTS)}; received {unknown}.")
+    print(machine_summary())
+    matmul = {"float32": matmul_gflops("float32"), "mixed_bfloat16": matmul_gflops("bfloat16")}
+    print(f"matmul 2048x2048: fp32 {matmul['float32']:.1f} GFLOP/s, bf16 {matmul['mixed_bfloat16']:.1f} GFLOP/s\n")
+    rows = []
+    for size in args.sizes:
+        for variant in args.variants:
+            policy, jit = VARIANTS[variant]
+            row = network_throughput(size, policy, jit, repeats=args.repeats)
+            row["variant"] = variant
+            row["train/matmul"] = row["train GFLOP/s"] / matmul[policy]
+            rows.append(row)
+    columns = ["size", "variant", "params", "GFLOP/img", "train img/s", "train GFLOP/s", "train/matmul",
+               "step overhead", "eval img/s", "eval GFLOP/s"]
+    print(format_table(rows, columns))
+    print("\ntrain/matmul compares with the matmul of the same precision; step overhead is train_step "
+          "(noise, q_sample, loss, EMA) over a bare forward+backward+AdamW step of the same network.")
+    if args.samplers:
+        _bench_samplers(args)
+    return 0
+
+
+def _bench_samplers(args):
+    from diffusion_keras import networks, samplers, schedules
+
+    network = networks.build_network(args.sizes[0])
+    rows = samplers.bench_samplers(network, schedules.cosine(), n=args.sampler_n, repeats=args.repeats)
+    print(f"\nsamplers, {args.sampler_n} images ({args.sizes[0]} network; speed does not depend on its weights)")
+    print(format_table(rows, list(rows[0])))

@@ -1,0 +1,246 @@
+"""Training runs: learning-rate schedule, callbacks and the ``train`` command.
+
+A run writes everything into one output folder::
+
+    out/
+      config.json            the arguments of the run (a resumed run must use the same ones)
+      log.csv                one row of losses per epoch (keras.callbacks.CSVLogger, appended on resume)
+      samples/epoch_005.png  a grid of EMA samples every ``--sample-every`` epochs
+      backup/                BackupAndRestore state: weights, optimizer, EMA, RNG and epoch counter
+      checkpoint.keras       the whole DiffusionModel after the last finished epoch (ModelCheckpoint)
+      ema_network.keras      the EMA network alone, what the samplers load
+      model.keras            the whole DiffusionModel at the end
+
+Running the same command again after an interruption resumes from ``backup/`` at the last finished
+epoch and ends with the same number of optimizer steps as an uninterrupted run.
+"""
+
+import json
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from diffusion_keras import _backend  # noqa: F401
+from diffusion_keras import data, plotting, schedules
+
+
+def warmup_cosine(learning_rate, total_steps, warmup_steps=0, final_fraction=0.0):
+    """Linear warm-up to ``learning_rate`` over ``warmup_steps``, then cosine decay (Loshchilov & Hutter 2017).
+
+    Args:
+        learning_rate: the peak learning rate, > 0.
+        total_steps: optimizer steps of the whole run, > warmup_steps.
+        warmup_steps: steps of linear warm-up from 0.
+        final_fraction: the learning rate at the end, as a fraction of the peak.
+    """
+    if not learning_rate > 0:
+        raise ValueError(f"learning_rate must be > 0; received {learning_rate!r}.")
+    if not 0 <= warmup_steps < total_steps:
+        raise ValueError(
+            f"warmup_steps must be in [0, total_steps) = [0, {total_steps}); received {warmup_steps!r}."
+        )
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=0.0 if warmup_steps else learning_rate,
+        decay_steps=total_steps - warmup_steps,
+        alpha=final_fraction,
+        warmup_target=learning_rate if warmup_steps else None,
+        warmup_steps=warmup_steps,
+    )
+
+
+class SampleGrid(keras.callbacks.Callback):
+    """Write a grid of samples from the EMA network every ``every`` epochs (and after the last one).
+
+    Args:
+        folder: where ``epoch_XXX.png`` files go.
+        every: epochs between grids, >= 1.
+        n: digits per grid.
+        steps: sampler steps (DDIM, eta = 0).
+        seed: the same seed every time, so grids from different epochs are comparable.
+    """
+
+    def __init__(self, folder, every=1, n=36, steps=20, seed=0):
+        super().__init__()
+        if every < 1:
+            raise ValueError(f"every must be >= 1; received {every!r}.")
+        self.folder = Path(folder)
+        self.every, self.n, self.steps, self.seed = every, n, steps, seed
+
+    def on_epoch_end(self, epoch, logs=None):
+        last = epoch + 1 == self.params.get("epochs")
+        if (epoch + 1) % self.every and not last:
+            return
+        from diffusion_keras import samplers
+
+        images = samplers.sample(
+            self.model.ema_network, self.model.schedule, sampler="ddim", steps=self.steps,
+            n=self.n, seed=self.seed, target=self.model.target,
+            labels=_grid_labels(self.model.ema_network, self.n),
+        )
+        self.folder.mkdir(parents=True, exist_ok=True)
+        plotting.save_grid(images, self.folder / f"epoch_{epoch + 1:03d}.png")
+
+
+def _grid_labels(network, n):
+    """For a conditional network, label the grid 0, 1, ..., 9, 0, 1, ... so each column is one digit."""
+    if getattr(network, "num_classes", None):
+        return np.arange(n, dtype=np.int32) % network.num_classes
+    return None
+
+
+class SaveEMANetwork(keras.callbacks.Callback):
+    """Save the EMA network alone (``.keras``) after every epoch, so an interrupted run still has one."""
+
+    def __init__(self, path):
+        super().__init__()
+        self.path = Path(path)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.model.ema_network.save(self.path)
+
+
+DEFAULTS = {
+    "schedule": "cosine",
+    "timesteps": 1000,
+    "size": "small",
+    "target": "epsilon",
+    "min_snr_gamma": None,
+    "ema_decay": 0.999,
+    "conditional": False,
+    "label_dropout": 0.1,
+    "epochs": 10,
+    "steps_per_epoch": None,
+    "batch_size": 128,
+    "subset": None,
+    "learning_rate": 1e-3,
+    "lr_schedule": "warmup_cosine",
+    "warmup_steps": 500,
+    "weight_decay": 1e-4,
+    "seed": 0,
+    "sample_every": 1,
+    "sample_steps": 20,
+    "mixed_precision": False,
+    "jit_compile": False,
+}
+LR_SCHEDULES = ("constant", "warmup_cosine")
+
+
+def _run_config(out, config):
+    """Write ``config.json``, or check that a resumed run uses the same arguments."""
+    path = Path(out) / "config.json"
+    if path.exists():
+        previous = json.loads(path.read_text())
+        changed = {key: (previous.get(key), value) for key, value in config.items() if previous.get(key) != value}
+        if changed:
+            details = ", ".join(f"{key}: {old!r} -> {new!r}" for key, (old, new) in changed.items())
+            raise ValueError(
+                f"out={str(out)!r} holds a run with other arguments ({details}). Resume it with the same "
+                "arguments, or choose a new --out folder."
+            )
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(config, indent=2) + "\n")
+
+
+def train(out, verbose=1, **arguments):
+    """Train a ``DiffusionModel`` on MNIST; resume from ``out/backup`` if a previous run was interrupted.
+
+    Args:
+        out: the run's output folder (see the module docstring for what goes in it).
+        verbose: Keras ``fit`` verbosity (1: progress bar, 2: one line per epoch, 0: silent).
+        **arguments: any key of ``DEFAULTS``; the rest take their default value.
+
+    Returns:
+        The trained ``DiffusionModel``.
+    """
+    from diffusion_keras import model as model_module
+    from diffusion_keras import networks
+
+    unknown = sorted(set(arguments) - set(DEFAULTS))
+    if unknown:
+        raise ValueError(f"Unknown training arguments {unknown}; expected some of {sorted(DEFAULTS)}.")
+    config = {**DEFAULTS, **arguments}
+    if config["lr_schedule"] not in LR_SCHEDULES:
+        raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}; received {config['lr_schedule']!r}.")
+    for key in ("epochs", "batch_size", "sample_every"):
+        if not isinstance(config[key], int) or config[key] < 1:
+            raise ValueError(f"{key} must be an integer >= 1; received {config[key]!r}.")
+    out = Path(out)
+    _run_config(out, config)
+
+    keras.utils.set_random_seed(config["seed"])
+    keras.mixed_precision.set_global_policy("mixed_bfloat16" if config["mixed_precision"] else "float32")
+    schedule = schedules.get(config["schedule"], T=config["timesteps"])
+    num_classes = 10 if config["conditional"] else None
+    network = networks.build_network(config["size"], num_classes=num_classes, num_timesteps=schedule.T)
+    model = model_module.DiffusionModel(
+        network, schedule=schedule, target=config["target"], ema_decay=config["ema_decay"],
+        min_snr_gamma=config["min_snr_gamma"], label_dropout=config["label_dropout"], seed=config["seed"],
+    )
+
+    dataset = data.make_dataset(
+        batch_size=config["batch_size"], subset=config["subset"], labels=config["conditional"],
+        seed=config["seed"],
+    )
+    steps_per_epoch = config["steps_per_epoch"] or int(dataset.cardinality())
+    dataset = dataset.repeat()
+    total_steps = steps_per_epoch * config["epochs"]
+    if config["lr_schedule"] == "warmup_cosine":
+        learning_rate = warmup_cosine(
+            config["learning_rate"], total_steps, min(config["warmup_steps"], total_steps // 2)
+        )
+    else:
+        learning_rate = config["learning_rate"]
+    model.compile(
+        optimizer=keras.optimizers.AdamW(
+            learning_rate=learning_rate, weight_decay=config["weight_decay"], global_clipnorm=1.0
+        ),
+        jit_compile=config["jit_compile"],
+    )
+    callbacks = [
+        keras.callbacks.BackupAndRestore(out / "backup", delete_checkpoint=False),
+        keras.callbacks.CSVLogger(out / "log.csv", append=True),
+        keras.callbacks.ModelCheckpoint(out / "checkpoint.keras"),
+        SaveEMANetwork(out / "ema_network.keras"),
+        SampleGrid(out / "samples", every=config["sample_every"], steps=config["sample_steps"], seed=config["seed"]),
+    ]
+    model.fit(dataset, epochs=config["epochs"], steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=verbose)
+    model.save(out / "model.keras")
+    model.ema_network.save(out / "ema_network.keras")
+    return model
+
+
+def add_train_arguments(subparsers):
+    parser = subparsers.add_parser("train", help="train a diffusion model on MNIST (resumable)")
+    parser.add_argument("--out", default="runs/mnist", help="output folder (default: runs/mnist)")
+    parser.add_argument("--schedule", default=DEFAULTS["schedule"], help="linear, cosine or sigmoid")
+    parser.add_argument("--timesteps", type=int, default=DEFAULTS["timesteps"], help="T of the schedule")
+    parser.add_argument("--size", default=DEFAULTS["size"], help="network preset: tiny, small or base")
+    parser.add_argument("--target", default=DEFAULTS["target"], help="epsilon, x0 or v")
+    parser.add_argument("--min-snr-gamma", type=float, default=None, help="Min-SNR weighting gamma (off)")
+    parser.add_argument("--ema-decay", type=float, default=DEFAULTS["ema_decay"])
+    parser.add_argument("--conditional", action="store_true", help="class-conditional network")
+    parser.add_argument("--label-dropout", type=float, default=DEFAULTS["label_dropout"])
+    parser.add_argument("--epochs", type=int, default=DEFAULTS["epochs"])
+    parser.add_argument("--steps-per-epoch", type=int, default=None, help="default: one pass over the data")
+    parser.add_argument("--batch-size", type=int, default=DEFAULTS["batch_size"])
+    parser.add_argument("--subset", type=int, default=None, help="train on the first N digits only")
+    parser.add_argument("--learning-rate", type=float, default=DEFAULTS["learning_rate"])
+    parser.add_argument("--lr-schedule", default=DEFAULTS["lr_schedule"], choices=LR_SCHEDULES)
+    parser.add_argument("--warmup-steps", type=int, default=DEFAULTS["warmup_steps"])
+    parser.add_argument("--weight-decay", type=float, default=DEFAULTS["weight_decay"])
+    parser.add_argument("--seed", type=int, default=DEFAULTS["seed"])
+    parser.add_argument("--sample-every", type=int, default=DEFAULTS["sample_every"], help="epochs between grids")
+    parser.add_argument("--sample-steps", type=int, default=DEFAULTS["sample_steps"])
+    parser.add_argument("--mixed-precision", action="store_true", help="mixed_bfloat16 policy")
+    parser.add_argument("--jit-compile", action="store_true", help="XLA-compile the train step")
+    parser.add_argument("--verbose", type=int, default=1, help="1: progress bar, 2: a line per epoch")
+    return parser
+
+
+def run_train(args):
+    arguments = {key: getattr(args, key) for key in DEFAULTS}
+    train(args.out, verbose=args.verbose, **arguments)
+    print(f"wrote {Path(args.out) / 'ema_network.keras'} (EMA network for the samplers)")
+    return 0

@@ -1,0 +1,87 @@
+"""Training runs from the command line: outputs, resume after a real kill, argument checks."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import keras
+
+import numpy as np
+import pytest
+
+import diffusion_keras  # noqa: F401  (registers the classes load_model needs)
+from diffusion_keras import training
+
+ROOT = Path(__file__).resolve().parent.parent
+EPOCHS, STEPS = 4, 3
+COMMAND = [
+    sys.executable, "-m", "diffusion_keras", "train", "--size", "tiny", "--timesteps", "50",
+    "--epochs", str(EPOCHS), "--steps-per-epoch", str(STEPS), "--batch-size", "16", "--subset", "128",
+    "--warmup-steps", "2", "--sample-steps", "2", "--sample-every", "2", "--verbose", "2",
+]
+
+
+def finished_epochs(out):
+    metadata = out / "backup" / "training_metadata.json"
+    try:
+        return json.loads(metadata.read_text())["epoch"]
+    except (FileNotFoundError, json.JSONDecodeError, KeyError):
+        return 0
+
+
+def test_killed_run_resumes_and_ends_with_the_same_number_of_steps(tmp_path):
+    out = tmp_path / "run"
+    command = COMMAND + ["--out", str(out)]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 400
+    while finished_epochs(out) < 1 and process.poll() is None and time.time() < deadline:
+        time.sleep(0.1)
+    process.send_signal(signal.SIGKILL)  # no clean-up: as if the machine went away
+    process.wait()
+    killed_at = finished_epochs(out)
+    assert 1 <= killed_at < EPOCHS, f"the kill should land mid-run; backup says epoch {killed_at}"
+    assert not (out / "model.keras").exists()
+
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    model = keras.saving.load_model(out / "model.keras")
+    assert int(model.optimizer.iterations) == EPOCHS * STEPS
+    rows = (out / "log.csv").read_text().strip().splitlines()
+    epochs_logged = [int(row.split(",")[0]) for row in rows[1:]]
+    assert sorted(set(epochs_logged)) == list(range(EPOCHS))
+    assert (out / "samples" / "epoch_004.png").exists() and (out / "samples" / "epoch_002.png").exists()
+    # the samplers' file: the EMA network alone, loadable with safe_mode=True
+    ema = keras.saving.load_model(out / "ema_network.keras", safe_mode=True)
+    x_t = np.zeros((2, 32, 32, 1), np.float32)
+    prediction = ema([x_t, np.array([0, 49], np.int32)])
+    assert prediction.shape == (2, 32, 32, 1)
+
+
+def test_resuming_with_other_arguments_is_refused(tmp_path):
+    training._run_config(tmp_path, {**training.DEFAULTS})
+    with pytest.raises(ValueError, match=r"holds a run with other arguments \(batch_size: 128 -> 64\)"):
+        training._run_config(tmp_path, {**training.DEFAULTS, "batch_size": 64})
+
+
+def test_warmup_cosine_shape():
+    schedule = training.warmup_cosine(1e-3, total_steps=100, warmup_steps=10)
+    values = np.array([float(schedule(step)) for step in (0, 5, 10, 55, 100)])
+    np.testing.assert_allclose(values, [0.0, 5e-4, 1e-3, 5e-4, 0.0], atol=1e-9)
+    with pytest.raises(ValueError, match=r"warmup_steps must be in \[0, total_steps\) = \[0, 100\); received 100"):
+        training.warmup_cosine(1e-3, total_steps=100, warmup_steps=100)
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        ({"epochs": 0}, "epochs must be an integer >= 1; received 0"),
+        ({"lr_schedule": "step"}, "lr_schedule must be one of"),
+        ({"optimiser": "sgd"}, r"Unknown training arguments \['optimiser'\]"),
+    ],
+)
+def test_bad_training_arguments(tmp_path, arguments, message):
+    with pytest.raises(ValueError, match=message):
+        training.train(tmp_path / "run", **arguments)
