@@ -16,7 +16,7 @@ from diffusion_keras.data import DATA_DIR, verify_file
 PRETRAINED_DIR = DATA_DIR / "pretrained"
 # name -> (file in data/pretrained/, sha256)
 PRETRAINED = {
-    "mnist": ("mnist_diffusion.keras", "ecb1b57c53ee6cd4318933195355709518d4ea2498f1e1b4b63a3694932768bb"),
+    "mnist": ("mnist_diffusion.keras", "e9a5048b989e2df8ad5766f39811cbc1b13ca6be8318b2abf2f9d30921f64492"),
 }
 
 
@@ -43,11 +43,12 @@ def load_pretrained(name="mnist"):
     return keras.saving.load_model(pretrained_path(name), safe_mode=True)
 
 
-def export_for_shipping(checkpoint, path):
-    """Write the EMA weights of a training checkpoint as a small, optimizer-free ``DiffusionModel``.
+def export_for_shipping(checkpoint, path, use_ema=True):
+    """Write the weights of a training checkpoint as a small, optimizer-free ``DiffusionModel``.
 
-    Both networks of the exported model hold the EMA weights, so ``model.network`` and
-    ``model.ema_network`` sample the same digits. Returns the sha256 of the written file.
+    Both networks of the exported model hold the same weights, the EMA ones by default (or the
+    trained network's with ``use_ema=False``, e.g. early in training when the average still lags), so
+    ``model.network`` and ``model.ema_network`` sample the same digits. Returns the file's sha256.
     """
     import keras
 
@@ -56,8 +57,9 @@ def export_for_shipping(checkpoint, path):
 
     trained = keras.saving.load_model(checkpoint, safe_mode=True)
     exported = DiffusionModel.from_config(trained.get_config())
-    exported.network.set_weights(trained.ema_network.get_weights())
-    exported.ema_network.set_weights(trained.ema_network.get_weights())
+    weights = (trained.ema_network if use_ema else trained.network).get_weights()
+    exported.network.set_weights(weights)
+    exported.ema_network.set_weights(weights)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     exported.save(path)
     return data.sha256_of(path)
