@@ -199,11 +199,12 @@ def train(out, verbose=1, **arguments):
         jit_compile=config["jit_compile"],
     )
     callbacks = [
-        keras.callbacks.BackupAndRestore(out / "backup", delete_checkpoint=False),
         keras.callbacks.CSVLogger(out / "log.csv", append=True),
         keras.callbacks.ModelCheckpoint(out / "checkpoint.keras"),
         SaveEMANetwork(out / "ema_network.keras"),
         SampleGrid(out / "samples", every=config["sample_every"], steps=config["sample_steps"], seed=config["seed"]),
+        # Last, so that once the backup says "epoch N done", every other output of epoch N is written.
+        keras.callbacks.BackupAndRestore(out / "backup", delete_checkpoint=False),
     ]
     model.fit(dataset, epochs=config["epochs"], steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=verbose)
     model.save(out / "model.keras")

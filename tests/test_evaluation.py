@@ -4,6 +4,7 @@ Everything runs on the real MNIST arrays in data/ and the shipped classifier wei
 as small as each property allows so the file runs in a few minutes on two CPU cores.
 """
 
+import argparse
 import json
 import shutil
 
@@ -337,3 +338,108 @@ def test_classification_accuracy_score_separates_good_from_shuffled_labels(mnist
     shuffled = np.random.default_rng(0).permutation(y_train[:1500])
     bad = evaluation.classification_accuracy_score(x_train[:1500], shuffled, epochs=3, n_test=1000)
     assert good > 0.85 and bad < 0.4, (good, bad)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The evaluate command sampling from a model, and the sweep
+# ---------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny_weights(tmp_path_factory):
+    """A tiny untrained DiffusionModel (T = 20) saved as a .keras file: real code paths, seconds to run."""
+    from diffusion_keras import model, networks
+
+    network = networks.build_network("tiny", num_timesteps=20)
+    diffusion = model.DiffusionModel(network, schedule={"name": "linear", "T": 20}, target="epsilon", seed=0)
+    path = tmp_path_factory.mktemp("tiny_model") / "tiny.keras"
+    diffusion.save(path)
+    return path
+
+
+def test_sampler_choices_match_the_samplers():
+    from diffusion_keras import evaluate_cli, samplers
+
+    assert set(evaluate_cli.SAMPLER_CHOICES) == set(samplers.SAMPLER_NAMES)
+
+
+def test_evaluate_command_samples_from_weights_in_chunks(tiny_weights, tmp_path, cache_dir, capsys):
+    output = tmp_path / "sampled.json"
+    arguments = [
+        "evaluate", "--weights", str(tiny_weights), "--n", "32", "--steps", "2", "--batch-size", "12",
+        "--seed", "3", "--json", str(output), "--cache-dir", str(cache_dir), "--kid-subsets", "5",
+        "--n-reference", "500",
+    ]
+    assert cli_main(arguments) == 0
+    result = json.loads(output.read_text())
+    assert result["n_samples"] == 32
+    sampling = result["sampling"]
+    assert sampling["sampler"] == "ddim" and sampling["network_evaluations"] == 2
+    assert sampling["batch_size"] == 12 and sampling["seconds"] > 0
+    assert result["fid_ratio"] == pytest.approx(result["fid"] / result["floor"]["fid"])
+    printed = capsys.readouterr().out
+    assert "sampled 32 digits with ddim (2 network evaluations each)" in printed
+    assert "FID / floor FID" in printed and "real floor" in printed
+
+
+def test_chunked_sampling_is_reproducible_and_chunks_differ(tiny_weights):
+    from diffusion_keras import evaluate_cli, sample_cli
+
+    network, schedule, target = sample_cli.load_for_sampling(str(tiny_weights))
+    first, _ = evaluate_cli.sample_in_chunks(network, schedule, target, "dpm_solver_pp_2m", n=10, steps=2,
+                                             seed=1, batch_size=4, progress=False)
+    again, _ = evaluate_cli.sample_in_chunks(network, schedule, target, "dpm_solver_pp_2m", n=10, steps=2,
+                                             seed=1, batch_size=4, progress=False)
+    assert first.shape == (10, 32, 32, 1)
+    np.testing.assert_array_equal(first, again)
+    assert not np.allclose(first[:4], first[4:8])  # every chunk draws its own noise
+    ddpm, _ = evaluate_cli.sample_in_chunks(network, schedule, target, "ddpm", n=3, steps=None, seed=0,
+                                            batch_size=8, progress=False)
+    assert ddpm.shape == (3, 32, 32, 1) and np.all(np.isfinite(ddpm))
+
+
+def test_evaluate_sweep_writes_table_json_and_plot(tiny_weights, tmp_path, cache_dir, capsys):
+    out_dir = tmp_path / "sweep"
+    arguments = [
+        "evaluate", "--sweep", "--weights", str(tiny_weights), "--sweep-steps", "1,2", "--sweep-n", "16",
+        "--sweep-ddpm-n", "8", "--batch-size", "16", "--out-dir", str(out_dir), "--cache-dir", str(cache_dir),
+        "--kid-subsets", "5", "--n-reference", "500",
+    ]
+    assert cli_main(arguments) == 0
+    sweep = json.loads((out_dir / "sweep.json").read_text())
+    points = [
+        (point["sampler"], point["network_evaluations"], point["n_samples"]) for point in sweep["points"]
+    ]
+    assert points == [
+        ("ddim", 1, 16), ("ddim", 2, 16), ("dpm_solver_pp_2m", 1, 16), ("dpm_solver_pp_2m", 2, 16),
+        ("ddpm", 20, 8),
+    ]
+    assert all(point["fid"] > 0 and point["floor_fid"] > 0 for point in sweep["points"])
+    assert (out_dir / "sweep.png").stat().st_size > 1000
+    printed = capsys.readouterr().out
+    assert "FID/floor" in printed and "NFE" in printed
+
+
+def test_evaluate_command_errors(tmp_path, tiny_weights, capsys, monkeypatch):
+    from diffusion_keras import evaluate_cli, pretrained
+
+    # --npz and --weights together: argparse refuses with a message naming both.
+    with pytest.raises(SystemExit):
+        cli_main(["evaluate", "--npz", "a.npz", "--weights", str(tiny_weights)])
+    assert "not allowed with argument" in capsys.readouterr().err
+    # Missing weights: one clear line on stderr and exit status 2.
+    assert cli_main(["evaluate", "--weights", str(tmp_path / "nowhere.keras"), "--n", "4"]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    # The shipped model missing: a FileNotFoundError that says where it should be.
+    monkeypatch.setattr(pretrained, "PRETRAINED_DIR", tmp_path / "pretrained")
+    parser = evaluate_cli.add_evaluate_arguments(argparse.ArgumentParser())
+    with pytest.raises(FileNotFoundError, match="pretrained model 'mnist' should be at"):
+        evaluate_cli.run_evaluate(parser.parse_args(["--n", "4"]))
+    for arguments, match in (
+        (["--weights", str(tiny_weights), "--n", "1"], "--n must be an integer >= 2"),
+        (["--weights", str(tiny_weights), "--n", "4", "--steps", "50"], r"--steps must be .* T = 20"),
+        (["--weights", str(tiny_weights), "--n", "4", "--batch-size", "0"], "--batch-size"),
+        (["--weights", str(tiny_weights), "--sweep", "--sweep-steps", "5,40"], "exceed the schedule's T"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            evaluate_cli.run_evaluate(parser.parse_args(arguments))
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--sweep-steps", "ten"])
