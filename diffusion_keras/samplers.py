@@ -613,8 +613,11 @@ def ddim_invert(
     ``x_0_hat = (x - sqrt(1 - alpha_bar_now) eps_hat) / sqrt(alpha_bar_now)``. ``eps_hat`` is
     evaluated at the current point but at the *next* timestep, the one at which ``ddim_sample`` will
     evaluate the network when it comes back; the small mismatch (the network sees x at a slightly
-    lower noise level) is the error of inversion, and it shrinks with more steps. Clipping is never
-    applied: it is not invertible.
+    lower noise level) is the error of inversion. For an exact ODE it shrinks with more steps; with a
+    trained network on the cosine schedule it need not (notebook 04 measures it), because the first
+    decoding step divides by sqrt(alpha_bar) ~ 5e-5 at t = T - 1 and amplifies any mismatch: decode
+    inverted latents with ``clip_x0=True`` (the default). Clipping is never applied during inversion:
+    it is not invertible.
 
     Args:
         network, schedule, target, labels, guidance, progress: as in ``ddim_sample``.
