@@ -283,6 +283,8 @@ def run_evaluate(args, images=None, labels=None):
 
         network, schedule, target = load_for_sampling(args.weights, args.schedule, args.T, args.target)
         n = 10000 if args.n is None else args.n
+        if n > 60000:  # checked before sampling: the floor draws as many real training digits
+            raise ValueError(f"--n must be at most 60,000 (the MNIST training digits); received {n}.")
         images, seconds = sample_in_chunks(
             network, schedule, target, args.sampler, n=n, steps=args.steps, seed=args.seed,
             batch_size=args.batch_size,
@@ -413,6 +415,7 @@ def plot_sweep(sweep, axes=None):
         The matplotlib figure.
     """
     import matplotlib
+    import matplotlib.ticker
 
     if axes is None and "matplotlib.pyplot" not in sys.modules:
         matplotlib.use("Agg")  # a command-line run needs no window
@@ -442,6 +445,12 @@ def plot_sweep(sweep, axes=None):
                      label=f"real-data floor, N = {n}")
     axes.set_xscale("log")
     axes.set_yscale("log")
+    # Plain numbers on the log axes (10, 20, 50 rather than 10^1, 2 x 10^1, ...).
+    axes.set_xticks(sorted({point["network_evaluations"] for point in sweep["points"]}))
+    for axis in (axes.xaxis, axes.yaxis):
+        axis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda value, _: f"{value:g}"))
+        axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    axes.yaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
     axes.set_xlabel("network evaluations per image (NFE)")
     axes.set_ylabel("FID (classifier features)")
     axes.set_title("Sample quality against sampling cost")

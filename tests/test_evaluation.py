@@ -435,6 +435,7 @@ def test_evaluate_command_errors(tmp_path, tiny_weights, capsys, monkeypatch):
         evaluate_cli.run_evaluate(parser.parse_args(["--n", "4"]))
     for arguments, match in (
         (["--weights", str(tiny_weights), "--n", "1"], "--n must be an integer >= 2"),
+        (["--weights", str(tiny_weights), "--n", "70000"], "at most 60,000"),
         (["--weights", str(tiny_weights), "--n", "4", "--steps", "50"], r"--steps must be .* T = 20"),
         (["--weights", str(tiny_weights), "--n", "4", "--batch-size", "0"], "--batch-size"),
         (["--weights", str(tiny_weights), "--sweep", "--sweep-steps", "5,40"], "exceed the schedule's T"),
