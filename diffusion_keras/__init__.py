@@ -1,7 +1,8 @@
 """diffusion_keras: diffusion models on MNIST, taught with Keras 3.
 
-Modules follow the notebooks: ``schedules`` (01), ``forward`` (02), ``data`` (MNIST) and
-``plotting`` (figures). Import the package and use the submodules, e.g.::
+Modules follow the notebooks: ``schedules`` (01), ``forward`` (02), ``networks``, ``model`` and
+``training`` (03), ``samplers`` (04), ``evaluation`` (05), with ``data`` (MNIST), ``plotting``
+(figures) and ``pretrained`` (shipped weights) beside them. For example::
 
     import diffusion_keras as dk
     schedule = dk.schedules.get("cosine")
@@ -10,7 +11,7 @@ Modules follow the notebooks: ``schedules`` (01), ``forward`` (02), ``data`` (MN
 
 from diffusion_keras import _backend  # noqa: F401  (must run before any Keras import)
 from diffusion_keras import data, forward, plotting, schedules
-from diffusion_keras import evaluation, networks, model, samplers  # registers the Keras classes for load_model
+from diffusion_keras import evaluation, model, networks, samplers, training  # registers Keras classes
 from diffusion_keras.model import DiffusionModel
 from diffusion_keras.pretrained import load_pretrained
 from diffusion_keras.profile import is_ci_profile, profile
@@ -18,6 +19,6 @@ from diffusion_keras.profile import is_ci_profile, profile
 __version__ = "0.1.0"
 
 __all__ = [
-    "data", "evaluation", "forward", "plotting", "schedules", "networks", "model", "samplers", "DiffusionModel", "load_pretrained",
-    "is_ci_profile", "profile", "__version__",
+    "data", "evaluation", "forward", "model", "networks", "plotting", "samplers", "schedules", "training",
+    "DiffusionModel", "load_pretrained", "is_ci_profile", "profile", "__version__",
 ]

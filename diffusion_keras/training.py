@@ -206,7 +206,11 @@ def train(out, verbose=1, **arguments):
         # Last, so that once the backup says "epoch N done", every other output of epoch N is written.
         keras.callbacks.BackupAndRestore(out / "backup", delete_checkpoint=False),
     ]
-    model.fit(dataset, epochs=config["epochs"], steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=verbose)
+    # shuffle=False: the dataset shuffles itself; Keras would only warn that it cannot.
+    model.fit(
+        dataset, epochs=config["epochs"], steps_per_epoch=steps_per_epoch, callbacks=callbacks,
+        verbose=verbose, shuffle=False,
+    )
     model.save(out / "model.keras")
     model.ema_network.save(out / "ema_network.keras")
     return model
