@@ -146,6 +146,10 @@ def add_bench_arguments(subparsers):
                         help="precision/XLA variants: fp32, bf16, fp32+jit, bf16+jit")
     parser.add_argument("--samplers", action="store_true", help="also time the samplers (10-1000 steps)")
     parser.add_argument("--sampler-n", type=int, default=64, help="images per sampler run")
+    parser.add_argument("--sampler-steps", type=int, nargs="+", default=[10, 20, 50, 1000],
+                        help="step counts to time the samplers at (default: 10 20 50 1000)")
+    parser.add_argument("--no-training", dest="training", action="store_false",
+                        help="skip the training/evaluation table (e.g. with --samplers alone)")
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats (the median is reported)")
     return parser
 
@@ -164,7 +168,7 @@ def run_bench(args):
     matmul = {"float32": matmul_gflops("float32"), "mixed_bfloat16": matmul_gflops("bfloat16")}
     print(f"matmul 2048x2048: fp32 {matmul['float32']:.1f} GFLOP/s, bf16 {matmul['mixed_bfloat16']:.1f} GFLOP/s\n")
     rows = []
-    for size in args.sizes:
+    for size in args.sizes if args.training else []:
         for variant in args.variants:
             policy, jit = VARIANTS[variant]
             row = network_throughput(size, policy, jit, repeats=args.repeats)
@@ -173,9 +177,10 @@ def run_bench(args):
             rows.append(row)
     columns = ["size", "variant", "params", "GFLOP/img", "train img/s", "train GFLOP/s", "train/matmul",
                "step overhead", "eval img/s", "eval GFLOP/s"]
-    print(format_table(rows, columns))
-    print("\ntrain/matmul compares with the matmul of the same precision; step overhead is train_step "
-          "(noise, q_sample, loss, EMA) over a bare forward+backward+AdamW step of the same network.")
+    if rows:
+        print(format_table(rows, columns))
+        print("\ntrain/matmul compares with the matmul of the same precision; step overhead is train_step "
+              "(noise, q_sample, loss, EMA) over a bare forward+backward+AdamW step of the same network.")
     if args.samplers:
         _bench_samplers(args)
     return 0
@@ -185,6 +190,8 @@ def _bench_samplers(args):
     from diffusion_keras import networks, samplers, schedules
 
     network = networks.build_network(args.sizes[0])
-    rows = samplers.bench_samplers(network, schedules.cosine(), n=args.sampler_n, repeats=args.repeats)
+    rows = samplers.bench_samplers(
+        network, schedules.cosine(), n=args.sampler_n, repeats=args.repeats, steps=tuple(args.sampler_steps)
+    )
     print(f"\nsamplers, {args.sampler_n} images ({args.sizes[0]} network; speed does not depend on its weights)")
     print(format_table(rows, list(rows[0])))

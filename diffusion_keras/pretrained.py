@@ -16,7 +16,7 @@ from diffusion_keras.data import DATA_DIR, verify_file
 PRETRAINED_DIR = DATA_DIR / "pretrained"
 # name -> (file in data/pretrained/, sha256)
 PRETRAINED = {
-    "mnist": ("mnist_diffusion.keras", "e9a5048b989e2df8ad5766f39811cbc1b13ca6be8318b2abf2f9d30921f64492"),
+    "mnist": ("mnist_diffusion.keras", "e7d46946104fdf4d0d6f4aa60e52ac14a22cd7bc0f69bc35f47c709a98b1d7e8"),
 }
 
 

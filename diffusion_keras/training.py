@@ -15,6 +15,7 @@ Running the same command again after an interruption resumes from ``backup/`` at
 epoch and ends with the same number of optimizer steps as an uninterrupted run.
 """
 
+import argparse
 import json
 from pathlib import Path
 
@@ -120,7 +121,9 @@ DEFAULTS = {
     "seed": 0,
     "sample_every": 1,
     "sample_steps": 20,
-    "mixed_precision": False,
+    # measured by `bench` on the 2-core CPU: mixed_bfloat16 trains the small U-Net 18% faster than
+    # float32; XLA (jit_compile) is slower in both precisions, so it stays off
+    "mixed_precision": True,
     "jit_compile": False,
 }
 LR_SCHEDULES = ("constant", "warmup_cosine")
@@ -238,7 +241,8 @@ def add_train_arguments(subparsers):
     parser.add_argument("--seed", type=int, default=DEFAULTS["seed"])
     parser.add_argument("--sample-every", type=int, default=DEFAULTS["sample_every"], help="epochs between grids")
     parser.add_argument("--sample-steps", type=int, default=DEFAULTS["sample_steps"])
-    parser.add_argument("--mixed-precision", action="store_true", help="mixed_bfloat16 policy")
+    parser.add_argument("--mixed-precision", action=argparse.BooleanOptionalAction, default=DEFAULTS["mixed_precision"],
+                        help="mixed_bfloat16 policy (default: on, faster on this CPU; see `bench`)")
     parser.add_argument("--jit-compile", action="store_true", help="XLA-compile the train step")
     parser.add_argument("--verbose", type=int, default=1, help="1: progress bar, 2: a line per epoch")
     return parser

@@ -56,3 +56,22 @@ def test_cli_reports_bad_input_in_one_line(tmp_path):
     assert result.returncode == 2
     assert "error: DIFFUSION_KERAS_MNIST=" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_bench_command_prints_both_tables():
+    result = subprocess.run(
+        [sys.executable, "-m", "diffusion_keras", "bench", "--sizes", "tiny", "--variants", "fp32", "--repeats", "1",
+         "--samplers", "--sampler-steps", "2", "--sampler-n", "4"],
+        capture_output=True, text=True, cwd=ROOT, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "matmul 2048x2048: fp32" in result.stdout
+    assert "train img/s" in result.stdout and "step overhead" in result.stdout
+    assert "overhead" in result.stdout.split("samplers,")[1]
+
+
+def test_bench_rejects_unknown_variants(capsys):
+    from diffusion_keras import cli
+
+    assert cli.main(["bench", "--variants", "fp64"]) == 2
+    assert "--variants must be some of ['bf16', 'bf16+jit', 'fp32', 'fp32+jit']; received ['fp64']" in capsys.readouterr().err
