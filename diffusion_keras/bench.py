@@ -139,8 +139,8 @@ def network_throughput(size="small", policy="float32", jit_compile=False, train_
         keras.mixed_precision.set_global_policy("float32")
 
 
-def add_bench_arguments(subparsers):
-    parser = subparsers.add_parser("bench", help="measure training, evaluation and sampling throughput")
+def add_bench_arguments(parser):
+    """Declare the ``bench`` options on ``parser``."""
     parser.add_argument("--sizes", nargs="+", default=["small"], help="network presets (default: small)")
     parser.add_argument("--variants", nargs="+", default=["fp32", "bf16", "fp32+jit", "bf16+jit"],
                         help="precision/XLA variants: fp32, bf16, fp32+jit, bf16+jit")

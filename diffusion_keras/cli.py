@@ -1,18 +1,16 @@
 """Command line: ``python -m diffusion_keras <command> [options]``.
 
-Each command is a pair of functions: ``_add_<command>(subparsers)`` declares its arguments and
-``_run_<command>(args)`` does the work, importing heavy modules only when it runs.
+Each command is a pair of functions in the module that owns it: one declares its options on an
+``argparse`` parser, the other does the work (see ``COMMANDS``).
 """
 
 import argparse
+import importlib
 import sys
 from pathlib import Path
 
 
-def _add_figures(subparsers):
-    parser = subparsers.add_parser(
-        "figures", help="render the noise-schedule and forward-noising figures (notebooks 01-02)"
-    )
+def _add_figures(parser):
     parser.add_argument("--out", default="figures", help="output folder (default: figures)")
     parser.add_argument("--seed", type=int, default=0, help="noise seed")
     return parser
@@ -43,77 +41,26 @@ def _run_figures(args):
     return 0
 
 
-def _add_train(subparsers):
-    from diffusion_keras.training import add_train_arguments
-
-    return add_train_arguments(subparsers)
-
-
-def _run_train(args):
-    from diffusion_keras.training import run_train
-
-    return run_train(args)
-
-
-def _add_bench(subparsers):
-    from diffusion_keras.bench import add_bench_arguments
-
-    return add_bench_arguments(subparsers)
-
-
-def _run_bench(args):
-    from diffusion_keras.bench import run_bench
-
-    return run_bench(args)
-
-
-def _add_train_classifier(subparsers):
-    from diffusion_keras.evaluate_cli import add_train_classifier_arguments
-
-    parser = subparsers.add_parser("train-classifier", help="train the MNIST classifier behind the evaluator")
-    return add_train_classifier_arguments(parser)
-
-
-def _run_train_classifier(args):
-    from diffusion_keras.evaluate_cli import run_train_classifier
-
-    return run_train_classifier(args)
-
-
-def _add_evaluate(subparsers):
-    from diffusion_keras.evaluate_cli import add_evaluate_arguments
-
-    parser = subparsers.add_parser("evaluate", help="FID, KID and label scores of generated digits")
-    return add_evaluate_arguments(parser)
-
-
-def _run_evaluate(args):
-    from diffusion_keras.evaluate_cli import run_evaluate
-
-    return run_evaluate(args)
-
-
-def _add_sample(subparsers):
-    from diffusion_keras.sample_cli import add_sample_arguments
-
-    parser = subparsers.add_parser("sample", help="draw digits from a trained model into a grid PNG")
-    return add_sample_arguments(parser)
-
-
-def _run_sample(args):
-    from diffusion_keras.sample_cli import run_sample
-
-    return run_sample(args)
-
-
+# command -> (module, function declaring its options on a parser, function running it, help)
 COMMANDS = {
-    "figures": (_add_figures, _run_figures),
-    "sample": (_add_sample, _run_sample),
-    "train": (_add_train, _run_train),
-    "bench": (_add_bench, _run_bench),
-    "train-classifier": (_add_train_classifier, _run_train_classifier),
-    "evaluate": (_add_evaluate, _run_evaluate),
+    "sample": ("diffusion_keras.sample_cli", "add_sample_arguments", "run_sample",
+               "draw digits from a trained model into a grid PNG"),
+    "train": ("diffusion_keras.training", "add_train_arguments", "run_train",
+              "train a diffusion model on MNIST (resumable)"),
+    "evaluate": ("diffusion_keras.evaluate_cli", "add_evaluate_arguments", "run_evaluate",
+                 "FID, KID and label scores of generated digits"),
+    "bench": ("diffusion_keras.bench", "add_bench_arguments", "run_bench",
+              "measure training, evaluation and sampling throughput"),
+    "train-classifier": ("diffusion_keras.evaluate_cli", "add_train_classifier_arguments", "run_train_classifier",
+                         "train the MNIST classifier behind the evaluator"),
+    "figures": ("diffusion_keras.cli", "_add_figures", "_run_figures",
+                "render the noise-schedule and forward-noising figures (notebooks 01-02)"),
 }
+
+
+def _function(command, index):
+    module = importlib.import_module(COMMANDS[command][0])
+    return getattr(module, COMMANDS[command][index])
 
 
 def build_parser():
@@ -121,16 +68,15 @@ def build_parser():
         prog="python -m diffusion_keras", description="Diffusion models on MNIST with Keras 3."
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="command")
-    for add, _ in COMMANDS.values():
-        add(subparsers)
+    for command, (_, _, _, help_text) in COMMANDS.items():
+        _function(command, 1)(subparsers.add_parser(command, help=help_text))
     return parser
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    _, run = COMMANDS[args.command]
     try:
-        return run(args)
+        return _function(args.command, 2)(args)
     except (ValueError, FileNotFoundError) as error:
         # Bad input gets one clear line, not a stack trace from deep inside TensorFlow.
         print(f"error: {error}", file=sys.stderr)

@@ -57,7 +57,6 @@ gives the same images, and DDPM and DDIM with eta = 1 draw identical noise at th
 import collections
 import math
 import statistics
-import time
 import weakref
 
 import keras
@@ -66,6 +65,7 @@ import tensorflow as tf
 
 from diffusion_keras import _backend  # noqa: F401
 from diffusion_keras import forward
+from diffusion_keras.bench import median_seconds
 
 SAMPLER_NAMES = ("ddpm", "ddim", "dpm_solver_pp_2m")
 TIMESTEP_SPACINGS = ("leading", "trailing", "linspace")
@@ -826,15 +826,6 @@ def slerp(z0, z1, fraction):
     return result.astype(np.float32)
 
 
-def _median_seconds(function, repeats):
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def _warm_up(network, schedule, name, x_T, target, labels, guided, guidance):
     """Trace the compiled step of sampler ``name`` with one dummy step (the values do not matter)."""
     update, stochastic = {
@@ -912,11 +903,11 @@ def bench_samplers(
             _warm_up(network, schedule, name, x_T, target, label_array, guided, guidance)
             sampler_times, evaluation_times = [], []
             for _ in range(repeats):
-                evaluation_times.append(_median_seconds(lambda: evaluations(count), 1) / count)
-                sampler_times.append(_median_seconds(
+                evaluation_times.append(median_seconds(lambda: evaluations(count), 1, warmup=0) / count)
+                sampler_times.append(median_seconds(
                     lambda: sample(network, schedule, name, None if name == "ddpm" else count, n, seed=0,
                                    target=target, labels=labels, guidance=guidance),
-                    1,
+                    1, warmup=0,
                 ))
             ratios = [s / (count * e) for s, e in zip(sampler_times, evaluation_times)]
             seconds = statistics.median(sampler_times)

@@ -219,8 +219,8 @@ def train(out, verbose=1, **arguments):
     return model
 
 
-def add_train_arguments(subparsers):
-    parser = subparsers.add_parser("train", help="train a diffusion model on MNIST (resumable)")
+def add_train_arguments(parser):
+    """Declare the ``train`` options on ``parser``; each defaults to ``DEFAULTS``."""
     parser.add_argument("--out", default="runs/mnist", help="output folder (default: runs/mnist)")
     parser.add_argument("--schedule", default=DEFAULTS["schedule"], help="linear, cosine or sigmoid")
     parser.add_argument("--timesteps", type=int, default=DEFAULTS["timesteps"], help="T of the schedule")
