@@ -74,6 +74,23 @@ def _timed_steps(step, repeats, steps_per_repeat):
     return median_seconds(lambda: [step() for _ in range(steps_per_repeat)][-1], repeats=repeats) / steps_per_repeat
 
 
+def build_sized_network(size):
+    """A preset name (``"small"``) or widths joined by dashes (``"32-64-96"``: the small preset's other
+    settings with these widths), so that ``bench`` can measure sizes that are not presets yet."""
+    from diffusion_keras import networks
+
+    if size in networks.network_presets:
+        return networks.build_network(size)
+    try:
+        widths = tuple(int(width) for width in size.split("-"))
+    except ValueError:
+        raise ValueError(
+            f"size must be a preset {tuple(networks.network_presets)} or widths like '32-64-96'; "
+            f"received {size!r}."
+        ) from None
+    return networks.build_network(networks.DEFAULT_PRESET, widths=widths)
+
+
 def network_throughput(size="small", policy="float32", jit_compile=False, train_batch=128,
                        eval_batch=256, repeats=3, steps_per_repeat=5):
     """Measure one network preset: training images/s (full ``train_step`` and a bare step) and eval images/s.
@@ -90,14 +107,14 @@ def network_throughput(size="small", policy="float32", jit_compile=False, train_
 
     keras.mixed_precision.set_global_policy(policy)
     try:
-        network = networks.build_network(size)
+        network = build_sized_network(size)
         diffusion = model_module.DiffusionModel(network, schedule="cosine", seed=0)
         diffusion.compile(optimizer=keras.optimizers.AdamW(1e-4))
         images = tf.random.uniform((train_batch, 32, 32, 1), -1.0, 1.0, seed=0)
         train_step = tf.function(diffusion.train_step, jit_compile=jit_compile)
         train_step(images)
 
-        bare_network = networks.build_network(size)
+        bare_network = build_sized_network(size)
         bare_optimizer = keras.optimizers.AdamW(1e-4)
         bare_optimizer.build(bare_network.trainable_variables)
         t = tf.random.uniform((train_batch,), 0, 1000, dtype=tf.int32, seed=1)
@@ -141,7 +158,9 @@ def network_throughput(size="small", policy="float32", jit_compile=False, train_
 
 def add_bench_arguments(parser):
     """Declare the ``bench`` options on ``parser``."""
-    parser.add_argument("--sizes", nargs="+", default=["small"], help="network presets (default: small)")
+    parser.add_argument("--sizes", nargs="+", default=["small"],
+                        help="network presets, or widths like 32-64-96 (default: small)")
+    parser.add_argument("--train-batch", type=int, default=128, help="training batch size (default: 128)")
     parser.add_argument("--variants", nargs="+", default=["fp32", "bf16", "fp32+jit", "bf16+jit"],
                         help="precision/XLA variants: fp32, bf16, fp32+jit, bf16+jit")
     parser.add_argument("--samplers", action="store_true", help="also time the samplers (10-1000 steps)")
@@ -171,7 +190,7 @@ def run_bench(args):
     for size in args.sizes if args.training else []:
         for variant in args.variants:
             policy, jit = VARIANTS[variant]
-            row = network_throughput(size, policy, jit, repeats=args.repeats)
+            row = network_throughput(size, policy, jit, train_batch=args.train_batch, repeats=args.repeats)
             row["variant"] = variant
             row["train/matmul"] = row["train GFLOP/s"] / matmul[policy]
             rows.append(row)
@@ -187,9 +206,9 @@ def run_bench(args):
 
 
 def _bench_samplers(args):
-    from diffusion_keras import networks, samplers, schedules
+    from diffusion_keras import samplers, schedules
 
-    network = networks.build_network(args.sizes[0])
+    network = build_sized_network(args.sizes[0])
     rows = samplers.bench_samplers(
         network, schedules.cosine(), n=args.sampler_n, repeats=args.repeats, steps=tuple(args.sampler_steps)
     )

@@ -75,3 +75,12 @@ def test_bench_rejects_unknown_variants(capsys):
 
     assert cli.main(["bench", "--variants", "fp64"]) == 2
     assert "--variants must be some of ['bf16', 'bf16+jit', 'fp32', 'fp32+jit']; received ['fp64']" in capsys.readouterr().err
+
+
+def test_bench_builds_presets_and_width_lists():
+    from diffusion_keras import bench
+
+    assert bench.build_sized_network("tiny").widths == (8, 16, 32)
+    assert bench.build_sized_network("16-32-32").widths == (16, 32, 32)
+    with pytest.raises(ValueError, match="size must be a preset .* or widths like '32-64-96'; received 'huge'"):
+        bench.build_sized_network("huge")
