@@ -32,6 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
+from diffusion_keras.samplers import SAMPLER_NAMES
+
 
 def add_train_classifier_arguments(parser):
     """Declare ``train-classifier``'s options (--epochs, --seed, --out, --batch-size) on ``parser``."""
@@ -64,7 +66,6 @@ def run_train_classifier(args):
     return 0
 
 
-SAMPLER_CHOICES = ("ddim", "ddpm", "dpm_solver_pp_2m")  # as in sample_cli (tests check it)
 DEFAULT_SWEEP_STEPS = (10, 20, 50, 100)
 CHUNK_SEED_STRIDE = 1_000_003  # chunk i of --seed s draws its noise with seed s * stride + i
 
@@ -100,7 +101,7 @@ def add_evaluate_arguments(parser):
         help="images to evaluate: the first N of --npz (default: all), or N samples (default: 10000)",
     )
     parser.add_argument(
-        "--sampler", default="ddim", choices=SAMPLER_CHOICES,
+        "--sampler", default="ddim", choices=SAMPLER_NAMES,
         help="sampler when sampling (default: ddim with eta=0)",
     )
     parser.add_argument(
@@ -213,8 +214,8 @@ def sample_in_chunks(network, schedule, target, sampler="ddim", n=10000, steps=5
     """
     from diffusion_keras import samplers
 
-    if sampler not in SAMPLER_CHOICES:
-        raise ValueError(f"--sampler must be one of {SAMPLER_CHOICES}; received {sampler!r}.")
+    if sampler not in SAMPLER_NAMES:
+        raise ValueError(f"--sampler must be one of {SAMPLER_NAMES}; received {sampler!r}.")
     if not isinstance(n, (int, np.integer)) or n < 2:
         raise ValueError(f"--n must be an integer >= 2 (FID needs 2 images); received {n!r}.")
     if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:

@@ -38,8 +38,6 @@ def load_pretrained(name="mnist"):
     """Load the shipped ``DiffusionModel`` called ``name``, checking its sha256 first."""
     import keras
 
-    from diffusion_keras import model  # noqa: F401  (registers DiffusionModel for load_model)
-
     return keras.saving.load_model(pretrained_path(name), safe_mode=True)
 
 

@@ -11,19 +11,15 @@
 
 from pathlib import Path
 
-# Copies of samplers.SAMPLER_NAMES and friends, so that declaring the options imports no sampler code
-# (tests check that they agree).
-SAMPLER_CHOICES = ("ddpm", "ddim", "dpm_solver_pp_2m")
-SPACING_CHOICES = ("leading", "trailing", "linspace")
-VARIANCE_CHOICES = ("beta", "beta_tilde")
-TARGET_CHOICES = ("epsilon", "x0", "v")
+from diffusion_keras.forward import PREDICTION_TARGETS
+from diffusion_keras.samplers import DDPM_VARIANCES, SAMPLER_NAMES, TIMESTEP_SPACINGS
 
 
 def add_sample_arguments(parser):
     """Declare the ``sample`` options on ``parser`` (an ``argparse.ArgumentParser``)."""
     parser.add_argument("--n", type=int, default=64, help="number of digits (default: 64)")
     parser.add_argument(
-        "--sampler", default="ddim", choices=SAMPLER_CHOICES, help="sampling algorithm (default: ddim)"
+        "--sampler", default="ddim", choices=SAMPLER_NAMES, help="sampling algorithm (default: ddim)"
     )
     parser.add_argument(
         "--steps", type=int, default=None,
@@ -34,14 +30,14 @@ def add_sample_arguments(parser):
         "--eta", type=float, default=0.0, help="DDIM noise, 0 (deterministic) to 1 (default: 0)"
     )
     parser.add_argument(
-        "--spacing", default="trailing", choices=SPACING_CHOICES,
+        "--spacing", default="trailing", choices=TIMESTEP_SPACINGS,
         help="which timesteps a ddim/dpm_solver_pp_2m run visits (default: trailing)",
     )
     parser.add_argument(
         "--order", type=int, default=2, choices=(1, 2), help="DPM-Solver++ order (default: 2)"
     )
     parser.add_argument(
-        "--variance", default="beta_tilde", choices=VARIANCE_CHOICES,
+        "--variance", default="beta_tilde", choices=DDPM_VARIANCES,
         help="DDPM variance (default: beta_tilde)",
     )
     parser.add_argument(
@@ -66,7 +62,7 @@ def add_sample_arguments(parser):
     )
     parser.add_argument("--T", type=int, default=None, help="schedule length for --schedule (default: 1000)")
     parser.add_argument(
-        "--target", default=None, choices=TARGET_CHOICES,
+        "--target", default=None, choices=PREDICTION_TARGETS,
         help="what a network-alone file predicts (a DiffusionModel file knows it)",
     )
     parser.add_argument("--progress", action="store_true", help="show a progress bar")
@@ -88,15 +84,10 @@ def load_for_sampling(weights=None, schedule=None, T=None, target=None):
     """
     import keras
 
-    from diffusion_keras import forward, networks, schedules  # noqa: F401  (registers the classes)
+    from diffusion_keras import forward, schedules  # importing the package registered every class
+    from diffusion_keras.pretrained import pretrained_path
 
-    try:  # the trainer's module registers DiffusionModel; it may not be importable everywhere
-        from diffusion_keras import model  # noqa: F401
-    except ImportError:
-        pass
     if weights is None:
-        from diffusion_keras.pretrained import pretrained_path
-
         weights = pretrained_path("mnist")  # sha256-checked
     path = Path(weights)
     if not path.is_file():

@@ -214,8 +214,7 @@ def train(out, verbose=1, **arguments):
         dataset, epochs=config["epochs"], steps_per_epoch=steps_per_epoch, callbacks=callbacks,
         verbose=verbose, shuffle=False,
     )
-    model.save(out / "model.keras")
-    model.ema_network.save(out / "ema_network.keras")
+    model.save(out / "model.keras")  # ema_network.keras was written by SaveEMANetwork after the last epoch
     return model
 
 

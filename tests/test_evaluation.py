@@ -355,12 +355,6 @@ def tiny_weights(tmp_path_factory):
     return path
 
 
-def test_sampler_choices_match_the_samplers():
-    from diffusion_keras import evaluate_cli, samplers
-
-    assert set(evaluate_cli.SAMPLER_CHOICES) == set(samplers.SAMPLER_NAMES)
-
-
 def test_evaluate_command_samples_from_weights_in_chunks(tiny_weights, tmp_path, cache_dir, capsys):
     output = tmp_path / "sampled.json"
     arguments = [

@@ -416,15 +416,6 @@ def _sample_args(*argv):
     return sample_cli.add_sample_arguments(argparse.ArgumentParser()).parse_args(list(argv))
 
 
-def test_sample_command_choices_match_the_package():
-    from diffusion_keras import sample_cli
-
-    assert sample_cli.SAMPLER_CHOICES == samplers.SAMPLER_NAMES
-    assert sample_cli.SPACING_CHOICES == samplers.TIMESTEP_SPACINGS
-    assert sample_cli.VARIANCE_CHOICES == samplers.DDPM_VARIANCES
-    assert sample_cli.TARGET_CHOICES == dk.forward.PREDICTION_TARGETS
-
-
 def test_sample_command_writes_grid_and_arrays(tmp_path, conditional_network):
     from diffusion_keras import sample_cli
 
