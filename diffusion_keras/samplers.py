@@ -531,6 +531,7 @@ def ddim_sample(
     guidance=1.0,
     x_T=None,
     seed=0,
+    start_t=None,
     return_trajectory=False,
     progress=False,
 ):
@@ -553,6 +554,9 @@ def ddim_sample(
         steps: number of network evaluations, in [1, T].
         eta: in [0, 1], the amount of fresh noise.
         spacing: ``"trailing"`` (default), ``"leading"`` or ``"linspace"``; see ``timesteps``.
+        start_t: start from timestep index ``start_t`` instead of ``T - 1``: ``x_T`` is then an image
+            at that noise level (e.g. a noised real digit, as SDEdit does) and the ``steps`` timesteps
+            are spaced over ``[0, start_t]``. None starts from pure noise at ``T - 1``.
 
     Returns:
         float32 NumPy images ``(n, 32, 32, 1)`` in model space, or a ``SampleResult``.
@@ -564,7 +568,11 @@ def ddim_sample(
     eta = _check_eta(eta)
     _check_schedule(schedule)
     # 1. the sub-sequence tau_S > ... > tau_1 (Sec. 4.2) and x_{tau_S} ~ N(0, I)
-    tau = timesteps(schedule.T, steps, spacing)
+    if start_t is None:
+        start_t = schedule.T - 1
+    elif not _is_int(start_t) or not 0 <= start_t < schedule.T:
+        raise ValueError(f"start_t must be None or a timestep index in [0, {schedule.T - 1}]; received {start_t!r}.")
+    tau = timesteps(int(start_t) + 1, steps, spacing)  # over [0, start_t]; start_t = T - 1 is the usual case
     clip_x0, x, seed, labels, guided = _common(
         network, schedule, target, clip_x0, n, labels, guidance, x_T, seed
     )

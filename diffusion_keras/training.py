@@ -11,6 +11,11 @@ A run writes everything into one output folder::
       ema_network.keras      the EMA network alone, what the samplers load
       model.keras            the whole DiffusionModel at the end
 
+``init_from`` warm-starts a new run from another model's weights, e.g. a conditional network from the
+shipped unconditional one: every layer of the source is copied into the layer of the same name, and the
+layers the source lacks (the label embedding) start at zero, so the new network begins as exactly the
+source network and learns only what is new.
+
 Running the same command again after an interruption resumes from ``backup/`` at the last finished
 epoch and ends with the same number of optimizer steps as an uninterrupted run.
 """
@@ -125,8 +130,48 @@ DEFAULTS = {
     # float32; XLA (jit_compile) is slower in both precisions, so it stays off
     "mixed_precision": True,
     "jit_compile": False,
+    "init_from": None,
 }
 LR_SCHEDULES = ("constant", "warmup_cosine")
+
+
+def warm_start(network, source):
+    """Copy the weights of ``source`` into ``network``, layer by layer, matched by name.
+
+    Args:
+        network: the network to initialize (e.g. a freshly built conditional U-Net).
+        source: a network, a ``DiffusionModel`` (its EMA network is used) or the path of a ``.keras``
+            file holding either.
+
+    Every layer of ``source`` that has weights must exist in ``network`` with the same weight shapes.
+    Layers of ``network`` that ``source`` lacks are set to zero, so that an added embedding changes
+    nothing at first. Returns the names of those layers.
+    """
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        if not path.is_file():
+            raise FileNotFoundError(f"init_from={str(source)!r} does not exist; expected a .keras file.")
+        source = keras.saving.load_model(path, safe_mode=True)
+    source = getattr(source, "ema_network", source)
+    targets = {layer.name: layer for layer in network.layers}
+    copied = set()
+    for layer in source.layers:
+        if not layer.weights:
+            continue
+        target = targets.get(layer.name)
+        shapes = [tuple(w.shape) for w in layer.weights]
+        if target is None or [tuple(w.shape) for w in target.weights] != shapes:
+            raise ValueError(
+                f"init_from: layer {layer.name!r} with weight shapes {shapes} has no counterpart of the "
+                "same shapes in the new network; the source must be the same architecture (size) with "
+                "at most some layers missing."
+            )
+        target.set_weights(layer.get_weights())
+        copied.add(layer.name)
+    zeroed = [layer.name for layer in network.layers if layer.weights and layer.name not in copied]
+    for name in zeroed:
+        targets[name].set_weights([np.zeros(w.shape, w.dtype) for w in targets[name].weights])
+    return zeroed
 
 
 def _run_config(out, config):
@@ -177,6 +222,8 @@ def train(out, verbose=1, **arguments):
     schedule = schedules.get(config["schedule"], T=config["timesteps"])
     num_classes = 10 if config["conditional"] else None
     network = networks.build_network(config["size"], num_classes=num_classes, num_timesteps=schedule.T)
+    if config["init_from"]:
+        warm_start(network, config["init_from"])  # before the EMA copy is made, so both start there
     model = model_module.DiffusionModel(
         network, schedule=schedule, target=config["target"], ema_decay=config["ema_decay"],
         min_snr_gamma=config["min_snr_gamma"], label_dropout=config["label_dropout"], seed=config["seed"],
@@ -243,6 +290,8 @@ def add_train_arguments(parser):
     parser.add_argument("--mixed-precision", action=argparse.BooleanOptionalAction, default=DEFAULTS["mixed_precision"],
                         help="mixed_bfloat16 policy (default: on, faster on this CPU; see `bench`)")
     parser.add_argument("--jit-compile", action="store_true", help="XLA-compile the train step")
+    parser.add_argument("--init-from", default=None,
+                        help="warm-start from this .keras model (same --size); new layers start at zero")
     parser.add_argument("--verbose", type=int, default=1, help="1: progress bar, 2: a line per epoch")
     return parser
 
