@@ -49,6 +49,8 @@ COMMANDS = {
               "train a diffusion model on MNIST (resumable)"),
     "evaluate": ("diffusion_keras.evaluate_cli", "add_evaluate_arguments", "run_evaluate",
                  "FID, KID and label scores of generated digits"),
+    "synthetic-data": ("diffusion_keras.evaluate_cli", "add_synthetic_arguments", "run_synthetic",
+                       "train a classifier on generated digits only and test it on real ones (CAS)"),
     "bench": ("diffusion_keras.bench", "add_bench_arguments", "run_bench",
               "measure training, evaluation and sampling throughput"),
     "train-classifier": ("diffusion_keras.evaluate_cli", "add_train_classifier_arguments", "run_train_classifier",

@@ -25,6 +25,7 @@ expensive baseline) on ``--sweep-ddpm-n`` digits. Each FID is shown next to the 
 same sample count, because FID depends on N. It writes ``sweep.json`` and ``sweep.png`` to ``--out-dir``.
 """
 
+import argparse
 import json
 import sys
 import time
@@ -83,6 +84,24 @@ def _step_list(text):
     return tuple(sorted(set(steps)))
 
 
+def _number_list(text):
+    """Parse comma-separated numbers >= 0, e.g. ``0,1,2,3``."""
+    try:
+        values = tuple(float(part) for part in str(text).split(",") if part.strip())
+    except ValueError:
+        values = ()
+    if not values or min(values) < 0:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated numbers >= 0, e.g. 0,1,2,3; received {text!r}."
+        )
+    return values
+
+
+def balanced_labels(n):
+    """``(n,)`` int32 labels 0, 1, ..., 9, 0, 1, ...: every digit equally often (to within one)."""
+    return np.arange(n, dtype=np.int32) % 10
+
+
 def add_evaluate_arguments(parser):
     """Declare ``evaluate``'s options (--npz or --weights, --json, --n, --sweep, ...) on ``parser``."""
     source = parser.add_mutually_exclusive_group()
@@ -99,6 +118,16 @@ def add_evaluate_arguments(parser):
     parser.add_argument(
         "--n", type=int, default=None,
         help="images to evaluate: the first N of --npz (default: all), or N samples (default: 10000)",
+    )
+    parser.add_argument(
+        "--guidance", type=float, default=None,
+        help="sample a conditional model with balanced labels 0-9 and this guidance weight w (0: its "
+        "unconditional mode); implies the shipped 'mnist-conditional' model without --weights",
+    )
+    parser.add_argument(
+        "--guidance-sweep", type=_number_list, default=None,
+        help="instead of one evaluation, evaluate each comma-separated guidance weight, e.g. 0,1,2,3 "
+        "(--n samples each)",
     )
     parser.add_argument(
         "--sampler", default="ddim", choices=SAMPLER_NAMES,
@@ -196,7 +225,7 @@ def load_npz_images(path, images_key="images", labels_key="labels", n=None):
 
 
 def sample_in_chunks(network, schedule, target, sampler="ddim", n=10000, steps=50, seed=0, batch_size=500,
-                     progress=None):
+                     progress=None, labels=None, guidance=1.0):
     """Sample ``n`` digits in chunks of ``batch_size``; return ``(images, seconds)``.
 
     Args:
@@ -208,6 +237,8 @@ def sample_in_chunks(network, schedule, target, sampler="ddim", n=10000, steps=5
         seed: chunk ``i`` is sampled with the seed ``seed * 1_000_003 + i``.
         batch_size: images per chunk; memory grows with it, not with ``n``.
         progress: show the samplers' progress bars; ``None`` shows them only when stdout is a terminal.
+        labels, guidance: for a conditional network, ``(n,)`` labels (cut into the same chunks) and the
+            guidance weight w; None samples with the null label.
 
     Returns:
         ``(images, seconds)``: float32 ``(n, 32, 32, 1)`` in [-1, 1] and the wall time of sampling.
@@ -234,7 +265,8 @@ def sample_in_chunks(network, schedule, target, sampler="ddim", n=10000, steps=5
             samplers.sample(
                 network, schedule, sampler, steps=None if sampler == "ddpm" else int(steps),
                 n=min(batch_size, n - first), seed=int(seed) * CHUNK_SEED_STRIDE + index, target=target,
-                progress=progress, **options,
+                progress=progress, guidance=guidance,
+                labels=None if labels is None else labels[first:first + batch_size], **options,
             )
         )
     return np.concatenate(chunks), time.perf_counter() - start
@@ -254,6 +286,37 @@ def _write_json(path, result):
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(result, indent=2))
     print(f"wrote {json_path}")
+
+
+def _weights_name(args):
+    if args.weights:
+        return args.weights
+    name = "mnist-conditional" if _wants_conditional(args) else "mnist"
+    return f"shipped pretrained model {name!r} (data/pretrained)"
+
+
+def _wants_conditional(args):
+    return getattr(args, "guidance", None) is not None or bool(getattr(args, "guidance_sweep", None))
+
+
+def _load_model(args):
+    """``(network, schedule, target)`` from ``--weights``, or the shipped model the options call for."""
+    from diffusion_keras.sample_cli import load_for_sampling
+
+    weights = args.weights or ("mnist-conditional" if _wants_conditional(args) else "mnist")
+    return load_for_sampling(weights, args.schedule, args.T, args.target)
+
+
+def _conditioning(network, guidance, n):
+    """``(labels, guidance)`` for sampling ``n`` digits: balanced labels under ``--guidance``."""
+    if guidance is None:
+        return None, 1.0
+    if getattr(network, "num_classes", None) is None:
+        raise ValueError(
+            f"--guidance {guidance:g} needs a conditional model (trained with train --conditional); "
+            "the --weights model is unconditional."
+        )
+    return balanced_labels(n), float(guidance)
 
 
 def run_evaluate(args, images=None, labels=None):
@@ -276,22 +339,28 @@ def run_evaluate(args, images=None, labels=None):
         if args.npz is not None:
             raise ValueError("--sweep samples its own images; drop --npz (use --weights to pick the model).")
         return run_sweep(args)
+    if getattr(args, "guidance_sweep", None):
+        if args.npz is not None:
+            raise ValueError("--guidance-sweep samples its own images; drop --npz.")
+        return run_guidance_sweep(args)
     sampling = None
     if images is None and args.npz is not None:
         images, labels = load_npz_images(args.npz, args.images_key, args.labels_key, args.n)
     elif images is None:
-        from diffusion_keras.sample_cli import load_for_sampling
-
-        network, schedule, target = load_for_sampling(args.weights, args.schedule, args.T, args.target)
+        network, schedule, target = _load_model(args)
         n = 10000 if args.n is None else args.n
         if n > 60000:  # checked before sampling: the floor draws as many real training digits
             raise ValueError(f"--n must be at most 60,000 (the MNIST training digits); received {n}.")
+        labels, guidance = _conditioning(network, args.guidance, n)
         images, seconds = sample_in_chunks(
             network, schedule, target, args.sampler, n=n, steps=args.steps, seed=args.seed,
-            batch_size=args.batch_size,
+            batch_size=args.batch_size, labels=labels, guidance=guidance,
         )
+        if guidance == 0.0:
+            labels = None  # the unconditional mode: the labels steered nothing
         sampling = {
-            "weights": args.weights or "shipped pretrained model (data/pretrained)",
+            "weights": _weights_name(args),
+            "guidance": None if args.guidance is None else guidance,
             "sampler": args.sampler,
             "network_evaluations": schedule.T if args.sampler == "ddpm" else args.steps,
             "seed": args.seed,
@@ -312,8 +381,9 @@ def run_evaluate(args, images=None, labels=None):
     )
     if sampling is not None:
         result["sampling"] = sampling
+        guided = "" if sampling["guidance"] is None else f", guidance w = {sampling['guidance']:g}"
         print(
-            f"sampled {result['n_samples']} digits with {sampling['sampler']} "
+            f"sampled {result['n_samples']} digits{guided} with {sampling['sampler']} "
             f"({sampling['network_evaluations']} network evaluations each) from {sampling['weights']} "
             f"in {sampling['seconds']:.1f} s ({sampling['images_per_second']:.1f} images/s)"
         )
@@ -390,6 +460,152 @@ def run_sweep(args):
 
     plt.close(figure)
     print(f"wrote {out_dir / 'sweep.png'}")
+    return 0
+
+
+def run_guidance_sweep(args):
+    """Evaluate a conditional model at every guidance weight of ``--guidance-sweep``: the trade-off of
+    sample quality (FID) and label accuracy against diversity. Prints a table; ``--json`` saves it.
+
+    Returns:
+        0, the process exit status.
+    """
+    from diffusion_keras import evaluation
+
+    network, schedule, target = _load_model(args)
+    n = 2000 if args.n is None else args.n
+    extractor = _extractor(args)
+    rows = []
+    for guidance in args.guidance_sweep:
+        labels, guidance = _conditioning(network, guidance, n)
+        images, seconds = sample_in_chunks(
+            network, schedule, target, args.sampler, n=n, steps=args.steps, seed=args.seed,
+            batch_size=args.batch_size, labels=labels, guidance=guidance,
+        )
+        result = evaluation.evaluate_images(
+            images, labels=None if guidance == 0.0 else labels, n_reference=args.n_reference,
+            extractor=extractor, cache_dir=args.cache_dir, seed=args.seed, kid_subsets=args.kid_subsets,
+            include_ladder=False,
+        )
+        row = {
+            "guidance": guidance, "n_samples": n, "fid": result["fid"], "floor_fid": result["floor"]["fid"],
+            "fid_ratio": result["fid_ratio"], "label_accuracy": result["label_accuracy"],
+            "mean_max_probability": result["mean_max_probability"],
+            "class_balance_kl": result["class_balance_kl"], "seconds": seconds,
+        }
+        rows.append(row)
+        print(format_guidance_sweep({"sampler": args.sampler, "steps": args.steps, "rows": [row]},
+                                    header=not rows[:-1]), flush=True)
+    sweep = {
+        "weights": _weights_name(args), "sampler": args.sampler, "steps": args.steps, "seed": args.seed,
+        "n_reference": args.n_reference, "rows": rows,
+    }
+    if args.json:
+        _write_json(args.json, sweep)
+    return 0
+
+
+def format_guidance_sweep(sweep, header=True):
+    """A guidance sweep (``run_guidance_sweep``'s dict) as a text table, one line per weight w."""
+    lines = [
+        f"guidance sweep, {sweep['sampler']} {sweep['steps']} steps, balanced labels; label accuracy = "
+        "share classified as the label asked for (w = 0 is the unconditional mode)",
+        f"{'w':>5}{'N':>7}{'FID':>9}{'floor':>8}{'FID/floor':>11}{'label acc':>11}{'confidence':>12}"
+        f"{'class KL':>10}{'seconds':>9}",
+    ] if header else []
+    for row in sweep["rows"]:
+        accuracy = "-" if row["label_accuracy"] is None else f"{row['label_accuracy']:.4f}"
+        lines.append(
+            f"{row['guidance']:>5g}{row['n_samples']:>7}{row['fid']:>9.3f}{row['floor_fid']:>8.3f}"
+            f"{row['fid_ratio']:>10.2f}x{accuracy:>11}{row['mean_max_probability']:>12.4f}"
+            f"{row['class_balance_kl']:>10.4f}{row['seconds']:>9.1f}"
+        )
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------------
+# The synthetic-data study: train a classifier on generated digits only, test it on real ones
+# ----------------------------------------------------------------------------------------------------
+
+
+def add_synthetic_arguments(parser):
+    """Declare the ``synthetic-data`` options on ``parser``."""
+    parser.add_argument("--n", type=int, default=10000, help="training digits of each kind (default: 10000)")
+    parser.add_argument(
+        "--weights", default="mnist-conditional",
+        help="a conditional .keras model or a shipped name (default: mnist-conditional)",
+    )
+    parser.add_argument("--guidance", type=float, default=2.0, help="guidance weight w (default: 2)")
+    parser.add_argument("--sampler", default="dpm_solver_pp_2m", choices=SAMPLER_NAMES,
+                        help="sampler (default: dpm_solver_pp_2m)")
+    parser.add_argument("--steps", type=int, default=20, help="network evaluations per digit (default: 20)")
+    parser.add_argument("--epochs", type=int, default=5, help="classifier training epochs (default: 5)")
+    parser.add_argument("--batch-size", type=int, default=500, help="digits sampled at once (default: 500)")
+    parser.add_argument("--n-test", type=int, default=None, help="real test digits to score on (default: all)")
+    parser.add_argument("--seed", type=int, default=0, help="sampling, real-subset and training seed")
+    parser.add_argument("--json", default=None, help="also write the table to this JSON file")
+    return parser
+
+
+def synthetic_data_study(network, schedule, target, n=10000, guidance=2.0, sampler="dpm_solver_pp_2m",
+                         steps=20, epochs=5, n_test=None, seed=0, batch_size=500):
+    """CAS of ``n`` generated digits next to the accuracy of the same classifier trained on ``n`` real ones.
+
+    Both classifiers use the recipe of ``evaluation.classification_accuracy_score`` and are scored on
+    the real MNIST test set. The generated digits are balanced over the ten labels; the real ones are
+    ``n`` training digits drawn at random with ``seed``.
+
+    Returns:
+        A JSON-ready dict with ``generated_accuracy``, ``real_accuracy``, ``label_accuracy`` of the
+        generated digits under the package classifier, and the settings.
+    """
+    from diffusion_keras import data, evaluation
+
+    if not isinstance(n, (int, np.integer)) or not 10 <= n <= 60000:
+        raise ValueError(f"--n must be an integer in [10, 60000]; received {n!r}.")
+    labels, guidance = _conditioning(network, guidance, n)
+    images, seconds = sample_in_chunks(
+        network, schedule, target, sampler, n=n, steps=steps, seed=seed, batch_size=batch_size,
+        labels=labels, guidance=guidance,
+    )
+    label_accuracy = evaluation.label_accuracy(images, labels)
+    generated = evaluation.classification_accuracy_score(images, labels, epochs=epochs, seed=seed, n_test=n_test)
+    (x_train, y_train), _ = data.load_mnist()
+    chosen = np.random.default_rng(seed).choice(len(x_train), n, replace=False)
+    real = evaluation.classification_accuracy_score(
+        x_train[chosen], y_train[chosen], epochs=epochs, seed=seed, n_test=n_test
+    )
+    return {
+        "n": int(n), "guidance": guidance, "sampler": sampler, "steps": int(steps), "epochs": int(epochs),
+        "seed": int(seed), "sampling_seconds": seconds, "label_accuracy": float(label_accuracy),
+        "generated_accuracy": float(generated), "real_accuracy": float(real),
+    }
+
+
+def format_synthetic(result):
+    return "\n".join([
+        f"classifier trained on {result['n']} digits, tested on real MNIST test digits "
+        f"({result['epochs']} epochs, seed {result['seed']})",
+        f"{'training data':<52}{'test accuracy':>14}",
+        f"{'real MNIST training digits':<52}{result['real_accuracy']:>14.4f}",
+        f"{'generated: ' + result['sampler'] + ' ' + str(result['steps']) + ' steps, w = ' + format(result['guidance'], 'g'):<52}"
+        f"{result['generated_accuracy']:>14.4f}",
+        f"generated digits classified as their label by the package classifier: {result['label_accuracy']:.4f}",
+    ])
+
+
+def run_synthetic(args):
+    """The ``synthetic-data`` command: print CAS next to the real-data accuracy at the same N."""
+    from diffusion_keras.sample_cli import load_for_sampling
+
+    network, schedule, target = load_for_sampling(args.weights)
+    result = synthetic_data_study(
+        network, schedule, target, n=args.n, guidance=args.guidance, sampler=args.sampler, steps=args.steps,
+        epochs=args.epochs, n_test=args.n_test, seed=args.seed, batch_size=args.batch_size,
+    )
+    print(format_synthetic(result))
+    if args.json:
+        _write_json(args.json, result)
     return 0
 
 

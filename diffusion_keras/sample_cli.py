@@ -6,9 +6,11 @@
     python -m diffusion_keras sample --weights runs/mnist/model.keras --sampler ddim --steps 50
     python -m diffusion_keras sample --weights ema_network.keras --schedule linear --T 1000 \\
         --target epsilon --sampler dpm_solver_pp_2m --steps 15 --out digits.png --npz digits.npz
-    python -m diffusion_keras sample --weights conditional.keras --label 3 --guidance 2.0
+    python -m diffusion_keras sample --label 3 --guidance 3        # the shipped conditional model
+    python -m diffusion_keras sample --label all --guidance 3      # 10x10 grid, one row per digit
 """
 
+import argparse
 from pathlib import Path
 
 from diffusion_keras.forward import PREDICTION_TARGETS
@@ -17,7 +19,9 @@ from diffusion_keras.samplers import DDPM_VARIANCES, SAMPLER_NAMES, TIMESTEP_SPA
 
 def add_sample_arguments(parser):
     """Declare the ``sample`` options on ``parser`` (an ``argparse.ArgumentParser``)."""
-    parser.add_argument("--n", type=int, default=64, help="number of digits (default: 64)")
+    parser.add_argument(
+        "--n", type=int, default=None, help="number of digits (default: 64, or 100 with --label all)"
+    )
     parser.add_argument(
         "--sampler", default="ddim", choices=SAMPLER_NAMES, help="sampling algorithm (default: ddim)"
     )
@@ -48,10 +52,14 @@ def add_sample_arguments(parser):
     parser.add_argument("--npz", default=None, help="also write the images to this .npz file")
     parser.add_argument(
         "--weights", default=None,
-        help="a .keras file: a whole DiffusionModel (its EMA network is used) or a network alone "
-        "(default: the shipped pretrained MNIST model)",
+        help="a .keras file (a whole DiffusionModel, whose EMA network is used, or a network alone) or "
+        "a shipped model's name, 'mnist' or 'mnist-conditional' (default: 'mnist', or "
+        "'mnist-conditional' with --label)",
     )
-    parser.add_argument("--label", type=int, default=None, help="digit class for a conditional network")
+    parser.add_argument(
+        "--label", type=_label, default=None,
+        help="digit 0-9 for a conditional network, or 'all': a 10x10 grid with one row per digit",
+    )
     parser.add_argument(
         "--guidance", type=float, default=1.0,
         help="classifier-free guidance weight w (needs --label; 1: plain conditional; default: 1)",
@@ -69,13 +77,27 @@ def add_sample_arguments(parser):
     return parser
 
 
+def _label(text):
+    """Parse ``--label``: a digit 0-9 or ``all``."""
+    if text == "all":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or not 0 <= value <= 9:
+        raise argparse.ArgumentTypeError(f"must be a digit 0-9 or 'all'; received {text!r}")
+    return value
+
+
 def load_for_sampling(weights=None, schedule=None, T=None, target=None):
     """Load a saved network and find the schedule and target it was trained with.
 
     Args:
         weights: path of a ``.keras`` file: a whole ``DiffusionModel`` (detected by its
             ``ema_network``, ``schedule`` and ``target`` attributes; the EMA network is returned) or a
-            network alone. None means the shipped ``data/pretrained`` weights.
+            network alone; or the name of a shipped model (``pretrained.PRETRAINED``). None means the
+            shipped unconditional model, ``"mnist"``.
         schedule, T: for a network alone, the schedule name and length (``schedules.get(schedule, T=T)``).
         target: for a network alone, what it predicts.
 
@@ -85,10 +107,12 @@ def load_for_sampling(weights=None, schedule=None, T=None, target=None):
     import keras
 
     from diffusion_keras import forward, schedules  # importing the package registered every class
-    from diffusion_keras.pretrained import pretrained_path
+    from diffusion_keras.pretrained import PRETRAINED, pretrained_path
 
     if weights is None:
-        weights = pretrained_path("mnist")  # sha256-checked
+        weights = "mnist"
+    if weights in PRETRAINED:
+        weights = pretrained_path(weights)  # sha256-checked
     path = Path(weights)
     if not path.is_file():
         raise FileNotFoundError(f"--weights file {str(path)!r} does not exist.")
@@ -121,12 +145,23 @@ def run_sample(args):
 
     from diffusion_keras import data, plotting, samplers
 
-    network, schedule, target = load_for_sampling(args.weights, args.schedule, args.T, args.target)
-    options = {"clip_x0": args.clip_x0, "progress": args.progress}
-    if args.label is not None:
-        options.update(labels=args.label, guidance=args.guidance)
-    elif args.guidance != 1.0:
+    if args.label is None and args.guidance != 1.0:
         raise ValueError(f"--guidance {args.guidance} needs --label to guide towards a digit.")
+    weights = args.weights
+    if weights is None and args.label is not None:
+        weights = "mnist-conditional"
+    network, schedule, target = load_for_sampling(weights, args.schedule, args.T, args.target)
+    options = {"clip_x0": args.clip_x0, "progress": args.progress}
+    n, ncols = (64 if args.n is None else args.n), None
+    if args.label == "all":
+        # one row per digit: n rounds down to a multiple of 10 (at least 10)
+        per_digit = 10 if args.n is None else max(1, args.n // 10)
+        n, ncols = 10 * per_digit, per_digit
+        labels = np.repeat(np.arange(10, dtype=np.int32), per_digit)
+        options.update(labels=labels, guidance=args.guidance)
+    elif args.label is not None:
+        labels = np.full(n, args.label, np.int32)
+        options.update(labels=args.label, guidance=args.guidance)
     if args.sampler == "ddim":
         options.update(eta=args.eta, spacing=args.spacing)
     elif args.sampler == "dpm_solver_pp_2m":
@@ -134,18 +169,18 @@ def run_sample(args):
     else:
         options.update(variance=args.variance)
     images = samplers.sample(
-        network, schedule, args.sampler, steps=args.steps, n=args.n, seed=args.seed, target=target, **options
+        network, schedule, args.sampler, steps=args.steps, n=n, seed=args.seed, target=target, **options
     )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    plotting.save_grid(images, out)
+    plotting.save_grid(images, out, ncols=ncols)
     print(f"wrote {out} ({len(images)} digits, {args.sampler}, seed {args.seed})")
     if args.npz:
         npz = Path(args.npz)
         npz.parent.mkdir(parents=True, exist_ok=True)
-        labels = np.full(len(images), -1 if args.label is None else args.label, np.int64)
+        saved_labels = np.full(len(images), -1, np.int64) if args.label is None else labels.astype(np.int64)
         np.savez_compressed(
-            npz, images=data.to_uint8(images), images_float=images, labels=labels,
+            npz, images=data.to_uint8(images), images_float=images, labels=saved_labels,
             sampler=args.sampler, steps=-1 if args.steps is None else args.steps, seed=args.seed,
         )
         print(f"wrote {npz} (images: uint8 (n, 28, 28); images_float: float32 (n, 32, 32, 1))")

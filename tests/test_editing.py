@@ -1,0 +1,148 @@
+"""Tests for diffusion_keras.editing (SDEdit, inpainting, interpolation) and the warm start of training.
+
+The arithmetic is checked on a real but tiny, untrained conditional U-Net with T = 20; what editing is
+for (a 3 turned into an 8, a digit completed from its upper half) is checked on the shipped
+conditional model in ``test_pretrained.py``.
+"""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import diffusion_keras as dk
+from diffusion_keras import editing, networks, training
+
+T = 20
+
+
+@pytest.fixture(scope="module")
+def schedule():
+    return dk.schedules.cosine(T=T)
+
+
+@pytest.fixture(scope="module")
+def network():
+    return networks.build_network("tiny", num_classes=10, num_timesteps=T)
+
+
+@pytest.fixture(scope="module")
+def images(mnist):
+    (x_train, y_train), _ = mnist
+    return dk.data.to_model_range(x_train[:6])
+
+
+def test_strength_to_timestep():
+    assert editing.strength_to_timestep(0.0, 1000) is None
+    assert editing.strength_to_timestep(1.0, 1000) == 999
+    assert editing.strength_to_timestep(0.5, 1000) == 499
+    assert editing.strength_to_timestep(0.0001, 1000) == 0  # the smallest edit still denoises once
+    with pytest.raises(ValueError, match=r"strength must be a number in \[0, 1\]; received 1.5"):
+        editing.strength_to_timestep(1.5, 1000)
+
+
+def test_sdedit_at_strength_zero_returns_the_input(network, schedule, images):
+    edited = editing.sdedit(network, schedule, images, 0.0, labels=3, guidance=2.0)
+    assert edited.dtype == np.float32 and np.array_equal(edited, images)
+    assert edited is not images
+
+
+def test_sdedit_runs_from_the_noised_image(network, schedule, images):
+    """Strength s starts DDIM at ceil(s T) - 1 and spends round(steps * s) evaluations."""
+    result = editing.sdedit(network, schedule, images, 0.5, steps=10, labels=8, return_trajectory=True)
+    assert result.timesteps.tolist() == [9, 7, 5, 3, 1]  # 5 steps over [0, 9]
+    assert result.images.shape == images.shape and np.isfinite(result.images).all()
+    # the starting point is the real image noised to t = 9 (Ho et al. Eq. 4) with the seed's noise
+    noise = tf.random.stateless_normal(images.shape, seed=[0, 0]).numpy()
+    alpha_bar = schedule.numpy("alpha_bar")[9]
+    expected = np.sqrt(alpha_bar) * images + np.sqrt(1.0 - alpha_bar) * noise
+    np.testing.assert_allclose(result.x_t_trajectory[0], expected, atol=1e-6)
+
+
+def test_inpainting_keeps_the_known_pixels_exactly(network, schedule, images):
+    mask = editing.lower_half_mask()  # the upper half is known
+    for resample in (1, 3):
+        filled = editing.inpaint(network, schedule, images, mask, steps=5, resample=resample, labels=[1] * 6)
+        np.testing.assert_array_equal(filled[:, :16], images[:, :16])
+        assert not np.allclose(filled[:, 16:], images[:, 16:], atol=0.05)  # the rest was generated
+        assert np.isfinite(filled).all() and filled.min() >= -1.0 - 1e-5 and filled.max() <= 1.0 + 1e-5
+
+
+def test_inpainting_with_resampling_changes_the_result_and_is_seeded(network, schedule, images):
+    mask = editing.lower_half_mask(known="lower")
+    plain = editing.inpaint(network, schedule, images, mask, steps=4, seed=1)
+    resampled = editing.inpaint(network, schedule, images, mask, steps=4, resample=2, seed=1)
+    again = editing.inpaint(network, schedule, images, mask, steps=4, resample=2, seed=1)
+    np.testing.assert_array_equal(resampled, again)
+    assert not np.array_equal(plain[:, :16], resampled[:, :16])
+    np.testing.assert_array_equal(resampled[:, 16:], images[:, 16:])
+
+
+def test_a_mask_per_image(network, schedule, images):
+    mask = np.zeros(images.shape, bool)
+    mask[0, :, :8] = True  # only image 0 keeps anything: its left quarter
+    filled = editing.inpaint(network, schedule, images, mask, steps=3)
+    np.testing.assert_array_equal(filled[0, :, :8], images[0, :, :8])
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda n, s, x: editing.inpaint(n, s, x, np.ones((28, 28, 1))),
+         r"mask must have the shape of one image \(32, 32, 1\) or of all images \(6, 32, 32, 1\).*\(28, 28, 1\)"),
+        (lambda n, s, x: editing.inpaint(n, s, x, np.full((32, 32, 1), 0.5)), "mask must hold only 0"),
+        (lambda n, s, x: editing.inpaint(n, s, x, editing.lower_half_mask(), resample=0),
+         "resample must be an integer >= 1"),
+        (lambda n, s, x: editing.inpaint(n, s, x, editing.lower_half_mask(), labels=10),
+         r"labels must be class indices in \[0, 9\]"),
+        (lambda n, s, x: editing.sdedit(n, s, x, 0.0, labels=-1), r"labels must be class indices in \[0, 9\]"),
+        (lambda n, s, x: editing.sdedit(n, s, (x + 1) * 127.5, 0.3),
+         r"images must hold finite values in \[-1, 1\].*to_model_range"),
+        (lambda n, s, x: editing.sdedit(n, s, x[:, 2:30, 2:30], 0.3),
+         r"images must have shape \(n,\) \+ \(32, 32, 1\); received shape \(6, 28, 28, 1\)"),
+        (lambda n, s, x: editing.sdedit(n, s, x.astype(np.uint8), 0.3), "images must be a float array"),
+        (lambda n, s, x: editing.sdedit(n, s, x, -0.1), r"strength must be a number in \[0, 1\]"),
+        (lambda n, s, x: editing.interpolate(n, s, x[0], x[1], frames=1), "frames must be an integer >= 2"),
+    ],
+)
+def test_bad_editing_inputs_raise_clear_errors(network, schedule, images, call, message):
+    with pytest.raises(ValueError, match=message):
+        call(network, schedule, images)
+
+
+def test_guidance_needs_a_conditional_network(schedule, images):
+    unconditional = networks.build_network("tiny", num_timesteps=T)
+    with pytest.raises(ValueError, match="this network is unconditional"):
+        editing.sdedit(unconditional, schedule, images, 0.5, steps=10, labels=8, guidance=3.0)
+    with pytest.raises(ValueError, match="needs labels to guide towards"):
+        editing.inpaint(unconditional, schedule, images, editing.lower_half_mask(), steps=10, guidance=3.0)
+
+
+def test_interpolation_frames(network, schedule, images):
+    frames = editing.interpolate(network, schedule, images[0], images[1], frames=4, steps=5, labels=2)
+    assert frames.shape == (4, 32, 32, 1) and np.isfinite(frames).all()
+    assert not np.allclose(frames[0], frames[-1])
+
+
+# --- warm start ------------------------------------------------------------------------------------------
+
+
+def test_warm_start_copies_every_layer_and_zeroes_the_new_embedding(tmp_path, images):
+    source = networks.build_network("tiny", num_timesteps=T)
+    diffusion = dk.DiffusionModel(source, schedule={"name": "cosine", "T": T}, seed=0)
+    diffusion.ema_network.set_weights([w * 0.5 for w in source.get_weights()])  # a different EMA
+    path = tmp_path / "source.keras"
+    diffusion.save(path)
+    target = networks.build_network("tiny", num_classes=10, num_timesteps=T)
+    assert training.warm_start(target, path) == ["label_embedding"]
+    t = np.arange(6, dtype=np.int32)
+    expected = diffusion.ema_network([images, t])  # a DiffusionModel file gives its EMA network
+    for label in (0, 7, 10):
+        np.testing.assert_array_equal(target([images, t, np.full(6, label, np.int32)]), expected)
+
+
+def test_warm_start_refuses_another_architecture(tmp_path):
+    target = networks.build_network("tiny", num_classes=10, num_timesteps=T)
+    with pytest.raises(ValueError, match="has no counterpart of the same shapes"):
+        training.warm_start(target, networks.build_network("small", num_timesteps=T))
+    with pytest.raises(FileNotFoundError, match="init_from='.*missing.keras' does not exist"):
+        training.warm_start(target, tmp_path / "missing.keras")
