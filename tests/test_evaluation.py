@@ -438,3 +438,104 @@ def test_evaluate_command_errors(tmp_path, tiny_weights, capsys, monkeypatch):
             evaluate_cli.run_evaluate(parser.parse_args(arguments))
     with pytest.raises(SystemExit):
         parser.parse_args(["--sweep-steps", "ten"])
+
+
+# ---------------------------------------------------------------------------------------------------
+# Conditional models: evaluate --guidance, --guidance-sweep, the synthetic-data study, sample --label all
+# ---------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny_conditional_weights(tmp_path_factory):
+    """A tiny untrained conditional DiffusionModel (T = 20) saved as a .keras file."""
+    from diffusion_keras import model, networks
+
+    network = networks.build_network("tiny", num_classes=10, num_timesteps=20)
+    diffusion = model.DiffusionModel(network, schedule={"name": "cosine", "T": 20}, seed=0)
+    path = tmp_path_factory.mktemp("tiny_conditional") / "tiny_conditional.keras"
+    diffusion.save(path)
+    return path
+
+
+def test_evaluate_with_guidance_samples_balanced_labels(tiny_conditional_weights, tmp_path, cache_dir, capsys):
+    output = tmp_path / "guided.json"
+    assert cli_main([
+        "evaluate", "--weights", str(tiny_conditional_weights), "--guidance", "2", "--n", "20", "--steps", "2",
+        "--batch-size", "8", "--json", str(output), "--cache-dir", str(cache_dir), "--kid-subsets", "5",
+        "--n-reference", "500",
+    ]) == 0
+    result = json.loads(output.read_text())
+    assert result["sampling"]["guidance"] == 2.0
+    assert 0.0 <= result["label_accuracy"] <= 1.0  # labels were passed: 0, 1, ..., 9, 0, ...
+    assert "guidance w = 2" in capsys.readouterr().out
+    # w = 0 is the unconditional mode: no label accuracy
+    assert cli_main([
+        "evaluate", "--weights", str(tiny_conditional_weights), "--guidance", "0", "--n", "10", "--steps", "1",
+        "--json", str(output), "--cache-dir", str(cache_dir), "--kid-subsets", "5", "--n-reference", "500",
+    ]) == 0
+    assert json.loads(output.read_text())["label_accuracy"] is None
+
+
+def test_balanced_labels_and_chunked_labels(tiny_conditional_weights):
+    from diffusion_keras import evaluate_cli, sample_cli
+
+    assert evaluate_cli.balanced_labels(12).tolist() == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1]
+    network, schedule, target = sample_cli.load_for_sampling(str(tiny_conditional_weights))
+    labels = evaluate_cli.balanced_labels(10)
+    chunked, _ = evaluate_cli.sample_in_chunks(network, schedule, target, "ddim", n=10, steps=2, seed=0,
+                                               batch_size=4, progress=False, labels=labels, guidance=3.0)
+    from diffusion_keras import samplers
+
+    first_chunk = samplers.ddim_sample(network, schedule, 2, 4, labels=labels[:4], guidance=3.0,
+                                       seed=0 * evaluate_cli.CHUNK_SEED_STRIDE)
+    second_chunk = samplers.ddim_sample(network, schedule, 2, 4, labels=labels[4:8], guidance=3.0,
+                                        seed=1)
+    np.testing.assert_allclose(chunked[:4], first_chunk, atol=1e-6)
+    np.testing.assert_allclose(chunked[4:8], second_chunk, atol=1e-6)
+
+
+def test_guidance_sweep_prints_one_row_per_weight(tiny_conditional_weights, tmp_path, cache_dir, capsys):
+    output = tmp_path / "sweep.json"
+    assert cli_main([
+        "evaluate", "--weights", str(tiny_conditional_weights), "--guidance-sweep", "0,1,3", "--n", "10",
+        "--steps", "1", "--json", str(output), "--cache-dir", str(cache_dir), "--kid-subsets", "5",
+        "--n-reference", "500",
+    ]) == 0
+    rows = json.loads(output.read_text())["rows"]
+    assert [row["guidance"] for row in rows] == [0.0, 1.0, 3.0]
+    assert rows[0]["label_accuracy"] is None and rows[2]["label_accuracy"] is not None
+    printed = capsys.readouterr().out
+    assert printed.count("guidance sweep") == 1 and "label acc" in printed
+
+
+def test_guidance_with_an_unconditional_model_is_a_clear_error(tiny_weights, capsys):
+    assert cli_main(["evaluate", "--weights", str(tiny_weights), "--guidance", "2", "--n", "4"]) == 2
+    assert "--guidance 2 needs a conditional model" in capsys.readouterr().err
+    assert cli_main(["synthetic-data", "--weights", str(tiny_weights), "--n", "10"]) == 2
+    assert "needs a conditional model" in capsys.readouterr().err
+
+
+def test_synthetic_data_study_end_to_end(tiny_conditional_weights, tmp_path, capsys):
+    """Real sampling, two real classifier trainings and a real test-set score, all tiny."""
+    output = tmp_path / "synthetic.json"
+    assert cli_main([
+        "synthetic-data", "--weights", str(tiny_conditional_weights), "--n", "100", "--steps", "1",
+        "--epochs", "1", "--n-test", "300", "--json", str(output),
+    ]) == 0
+    result = json.loads(output.read_text())
+    assert result["n"] == 100 and result["guidance"] == 2.0
+    for key in ("real_accuracy", "generated_accuracy", "label_accuracy"):
+        assert 0.0 <= result[key] <= 1.0
+    assert "real MNIST training digits" in capsys.readouterr().out
+    assert cli_main(["synthetic-data", "--weights", str(tiny_conditional_weights), "--n", "5"]) == 2
+
+
+def test_sample_label_all_draws_one_row_per_digit(tiny_conditional_weights, tmp_path):
+    from PIL import Image
+
+    out, npz = tmp_path / "grid.png", tmp_path / "grid.npz"
+    assert cli_main([
+        "sample", "--weights", str(tiny_conditional_weights), "--label", "all", "--n", "30", "--steps", "1",
+        "--out", str(out), "--npz", str(npz),
+    ]) == 0
+    assert np.load(npz)["labels"].tolist() == [d for d in range(10) for _ in range(3)]
+    width, height = Image.open(out).size  # 3 columns x 10 rows of 28-pixel digits (scale 3, 2-px gutters)
+    assert (width, height) == (3 * (3 * 28 + 2 * 2), 3 * (10 * 28 + 9 * 2))
