@@ -1,6 +1,6 @@
 """Shipped pretrained diffusion models in ``data/pretrained/``, loaded offline and sha256-checked.
 
-``load_pretrained("mnist")`` returns a ``DiffusionModel`` whose networks hold the EMA weights of the
+``load_pretrained("mnist")`` (or ``"mnist-conditional"``, the class-conditional model) returns a ``DiffusionModel`` whose networks hold the EMA weights of the
 training run described in ``data/pretrained/README.md`` (its model card), together with the schedule and
 prediction target it was trained with, so samplers need nothing else::
 
@@ -17,6 +17,9 @@ PRETRAINED_DIR = DATA_DIR / "pretrained"
 # name -> (file in data/pretrained/, sha256)
 PRETRAINED = {
     "mnist": ("mnist_diffusion.keras", "e7d46946104fdf4d0d6f4aa60e52ac14a22cd7bc0f69bc35f47c709a98b1d7e8"),
+    "mnist-conditional": (
+        "mnist_conditional.keras", "84f1107c063fe6e913034ab62691e8d92b02ef5b69bbe0b10bc4edd543471f8c"
+    ),
 }
 
 

@@ -400,6 +400,8 @@ def _common(network, schedule, target, clip_x0, n, labels, guidance, x, seed, ar
     _check_schedule(schedule)
     _check_target(target)
     clip_x0 = _check_clip(clip_x0)
+    if n is None and x is None and labels is not None and np.ndim(labels) == 1:
+        n = len(labels)  # one image per label
     x, seed = _start(network, n, x, seed, argument)
     labels, guided = _check_labels(network, labels, int(x.shape[0]), guidance)
     return clip_x0, x, seed, labels, guided
@@ -450,7 +452,8 @@ def ddpm_sample(
     Args:
         network: a Keras network following the package's call convention (module docstring).
         schedule: a DDPM schedule (``schedules.linear``, ``cosine``, ``sigmoid`` or custom betas).
-        n: number of images: 64 when None, or as many as ``x_T`` holds (then n must be None or match).
+        n: number of images: when None, as many as ``x_T`` holds, or one per label of a ``labels``
+            array, or 64. Given with ``x_T``, it must match.
         target: what the network predicts: ``"epsilon"``, ``"x0"`` or ``"v"``.
         variance: ``"beta"`` or ``"beta_tilde"``.
         clip_x0: clip the predicted x_0 to [-1, 1] before each step (Ho et al.'s released code does).

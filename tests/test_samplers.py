@@ -468,3 +468,10 @@ def test_sample_command_with_a_whole_diffusion_model(tmp_path):
     assert sample_cli.run_sample(args) == 0 and (tmp_path / "grid.png").exists()
     with pytest.raises(ValueError, match="--schedule is only for a file holding a network alone"):
         sample_cli.run_sample(_sample_args("--weights", str(weights), "--schedule", "linear"))
+
+
+def test_n_defaults_to_one_image_per_label(conditional_network, schedule):
+    images = samplers.ddim_sample(conditional_network, schedule, steps=2, labels=np.array([3, 1, 4]))
+    assert images.shape == (3, 32, 32, 1)
+    with pytest.raises(ValueError, match=r"labels must have shape \(n,\) = \(2,\)"):
+        samplers.ddim_sample(conditional_network, schedule, steps=2, n=2, labels=np.array([3, 1, 4]))
