@@ -51,6 +51,8 @@ COMMANDS = {
                  "FID, KID and label scores of generated digits"),
     "synthetic-data": ("diffusion_keras.evaluate_cli", "add_synthetic_arguments", "run_synthetic",
                        "train a classifier on generated digits only and test it on real ones (CAS)"),
+    "ablate": ("diffusion_keras.ablation", "add_ablate_arguments", "run_ablate",
+               "train and score recipes at an equal wall-clock budget (the model card's ablation)"),
     "bench": ("diffusion_keras.bench", "add_bench_arguments", "run_bench",
               "measure training, evaluation and sampling throughput"),
     "train-classifier": ("diffusion_keras.evaluate_cli", "add_train_classifier_arguments", "run_train_classifier",

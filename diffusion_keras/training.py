@@ -21,6 +21,7 @@ epoch and ends with the same number of optimizer steps as an uninterrupted run.
 """
 
 import argparse
+import contextlib
 import json
 from pathlib import Path
 
@@ -106,6 +107,32 @@ class SaveEMANetwork(keras.callbacks.Callback):
         self.model.ema_network.save(self.path)
 
 
+class TimeBudget(keras.callbacks.Callback):
+    """Stop training once ``minutes`` of wall-clock time have passed since ``fit`` started.
+
+    The check runs after every batch; the epoch in progress ends early and its end-of-epoch callbacks
+    (log, checkpoint, EMA network, backup) still run, so nothing is lost.
+    """
+
+    def __init__(self, minutes):
+        super().__init__()
+        self.seconds = 60.0 * minutes
+        self.start = None
+        self.steps = 0
+
+    def on_train_begin(self, logs=None):
+        import time
+
+        self.start = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        import time
+
+        self.steps += 1
+        if time.perf_counter() - self.start > self.seconds:
+            self.model.stop_training = True
+
+
 DEFAULTS = {
     "schedule": "cosine",
     "timesteps": 1000,
@@ -131,6 +158,7 @@ DEFAULTS = {
     "mixed_precision": True,
     "jit_compile": False,
     "init_from": None,
+    "max_minutes": None,
 }
 LR_SCHEDULES = ("constant", "warmup_cosine")
 
@@ -191,20 +219,8 @@ def _run_config(out, config):
         path.write_text(json.dumps(config, indent=2) + "\n")
 
 
-def train(out, verbose=1, **arguments):
-    """Train a ``DiffusionModel`` on MNIST; resume from ``out/backup`` if a previous run was interrupted.
-
-    Args:
-        out: the run's output folder (see the module docstring for what goes in it).
-        verbose: Keras ``fit`` verbosity (1: progress bar, 2: one line per epoch, 0: silent).
-        **arguments: any key of ``DEFAULTS``; the rest take their default value.
-
-    Returns:
-        The trained ``DiffusionModel``.
-    """
-    from diffusion_keras import model as model_module
-    from diffusion_keras import networks
-
+def _check_config(arguments):
+    """``DEFAULTS`` updated with ``arguments``, each checked."""
     unknown = sorted(set(arguments) - set(DEFAULTS))
     if unknown:
         raise ValueError(f"Unknown training arguments {unknown}; expected some of {sorted(DEFAULTS)}.")
@@ -214,27 +230,56 @@ def train(out, verbose=1, **arguments):
     for key in ("epochs", "batch_size", "sample_every"):
         if not isinstance(config[key], int) or config[key] < 1:
             raise ValueError(f"{key} must be an integer >= 1; received {config[key]!r}.")
-    out = Path(out)
-    _run_config(out, config)
+    if config["max_minutes"] is not None and not config["max_minutes"] > 0:
+        raise ValueError(f"max_minutes must be None or a number > 0; received {config['max_minutes']!r}.")
+    return config
+
+
+@contextlib.contextmanager
+def mixed_precision_policy(name):
+    """Set Keras' global dtype policy to ``name`` inside the block, and restore the previous one after.
+
+    Layers take the policy in force when they are built and keep it, so a network built inside the block
+    computes in ``name`` while, e.g., the evaluator's classifier built later stays float32.
+    """
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(name)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+
+
+def build_training(config):
+    """Build and compile the ``DiffusionModel`` and the MNIST dataset that ``config`` describes.
+
+    Args:
+        config: a full ``DEFAULTS``-like dict (see ``train``).
+
+    Returns:
+        ``(model, dataset, steps_per_epoch)``: the compiled model, an endless shuffled dataset and the
+        optimizer steps per epoch; the learning-rate schedule spans ``steps_per_epoch * epochs`` steps.
+    """
+    from diffusion_keras import model as model_module
+    from diffusion_keras import networks
 
     keras.utils.set_random_seed(config["seed"])
-    keras.mixed_precision.set_global_policy("mixed_bfloat16" if config["mixed_precision"] else "float32")
     schedule = schedules.get(config["schedule"], T=config["timesteps"])
     num_classes = 10 if config["conditional"] else None
-    network = networks.build_network(config["size"], num_classes=num_classes, num_timesteps=schedule.T)
-    if config["init_from"]:
-        warm_start(network, config["init_from"])  # before the EMA copy is made, so both start there
-    model = model_module.DiffusionModel(
-        network, schedule=schedule, target=config["target"], ema_decay=config["ema_decay"],
-        min_snr_gamma=config["min_snr_gamma"], label_dropout=config["label_dropout"], seed=config["seed"],
-    )
-
+    with mixed_precision_policy("mixed_bfloat16" if config["mixed_precision"] else "float32"):
+        # the layers keep this policy; the global one is restored for whatever the process does next
+        network = networks.build_network(config["size"], num_classes=num_classes, num_timesteps=schedule.T)
+        if config["init_from"]:
+            warm_start(network, config["init_from"])  # before the EMA copy is made, so both start there
+        model = model_module.DiffusionModel(
+            network, schedule=schedule, target=config["target"], ema_decay=config["ema_decay"],
+            min_snr_gamma=config["min_snr_gamma"], label_dropout=config["label_dropout"], seed=config["seed"],
+        )
     dataset = data.make_dataset(
         batch_size=config["batch_size"], subset=config["subset"], labels=config["conditional"],
         seed=config["seed"],
     )
     steps_per_epoch = config["steps_per_epoch"] or int(dataset.cardinality())
-    dataset = dataset.repeat()
     total_steps = steps_per_epoch * config["epochs"]
     if config["lr_schedule"] == "warmup_cosine":
         learning_rate = warmup_cosine(
@@ -248,6 +293,24 @@ def train(out, verbose=1, **arguments):
         ),
         jit_compile=config["jit_compile"],
     )
+    return model, dataset.repeat(), steps_per_epoch
+
+
+def train(out, verbose=1, **arguments):
+    """Train a ``DiffusionModel`` on MNIST; resume from ``out/backup`` if a previous run was interrupted.
+
+    Args:
+        out: the run's output folder (see the module docstring for what goes in it).
+        verbose: Keras ``fit`` verbosity (1: progress bar, 2: one line per epoch, 0: silent).
+        **arguments: any key of ``DEFAULTS``; the rest take their default value.
+
+    Returns:
+        The trained ``DiffusionModel``.
+    """
+    config = _check_config(arguments)
+    out = Path(out)
+    _run_config(out, config)
+    model, dataset, steps_per_epoch = build_training(config)
     callbacks = [
         keras.callbacks.CSVLogger(out / "log.csv", append=True),
         keras.callbacks.ModelCheckpoint(out / "checkpoint.keras"),
@@ -256,6 +319,8 @@ def train(out, verbose=1, **arguments):
         # Last, so that once the backup says "epoch N done", every other output of epoch N is written.
         keras.callbacks.BackupAndRestore(out / "backup", delete_checkpoint=False),
     ]
+    if config["max_minutes"]:
+        callbacks.insert(0, TimeBudget(config["max_minutes"]))
     # shuffle=False: the dataset shuffles itself; Keras would only warn that it cannot.
     model.fit(
         dataset, epochs=config["epochs"], steps_per_epoch=steps_per_epoch, callbacks=callbacks,
@@ -292,6 +357,8 @@ def add_train_arguments(parser):
     parser.add_argument("--jit-compile", action="store_true", help="XLA-compile the train step")
     parser.add_argument("--init-from", default=None,
                         help="warm-start from this .keras model (same --size); new layers start at zero")
+    parser.add_argument("--max-minutes", type=float, default=None,
+                        help="stop after this many minutes of training (the epoch in progress ends early)")
     parser.add_argument("--verbose", type=int, default=1, help="1: progress bar, 2: a line per epoch")
     return parser
 

@@ -1,0 +1,321 @@
+"""The recipe ablation: ``python -m diffusion_keras ablate``.
+
+Every row trains one recipe for the same wall-clock budget on this machine, then samples its EMA network
+and scores the digits with the package evaluator. Equal *time*, not equal steps, is the fair comparison
+for a CPU user: a bigger network or batch sees fewer images in the same minutes.
+
+For each of our rows a short probe first measures the recipe's optimizer steps per second, so that the
+warm-up + cosine learning-rate schedule is sized to end when the budget does; ``TimeBudget`` then stops
+the run at the budget whatever the probe said. Each row trains in its own folder under ``--out`` with
+``training.train`` (resumable), and every finished row is appended to ``ablation.json`` there, so an
+interrupted ablation re-run skips what is done.
+
+The ``keras-io`` row is the anchor every recipe must beat: the well-known keras.io "Denoising Diffusion
+Implicit Models" example as described in its text, re-implemented here for this comparison only:
+
+* a continuous-time cosine-angle schedule: for ``t ~ U(0, 1)``, ``angle = acos(0.95) + t (acos(0.02) -
+  acos(0.95))``, signal rate ``cos(angle)``, noise rate ``sin(angle)`` (so the signal rate runs from 0.95
+  down to 0.02);
+* the network is conditioned on the noise *variance* (noise rate squared), through a sinusoidal embedding
+  upsampled to the image and concatenated to it;
+* a residual U-Net with widths 32, 64, 96 (and 128 at the bottom), two blocks per level, and
+  ``BatchNormalization(center=False, scale=False)``;
+* mean absolute error on the predicted noise, AdamW at 1e-3 with weight decay 1e-4, EMA 0.999, batch 64;
+* deterministic DDIM sampling over equally spaced diffusion times.
+"""
+
+import json
+import math
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import layers, ops
+
+from diffusion_keras import _backend  # noqa: F401
+from diffusion_keras import data, training
+
+# name -> (what it changes, training arguments on top of training.DEFAULTS); None marks the keras.io row
+ROWS = {
+    "default": ("our default recipe: small U-Net, cosine, epsilon, batch 128, lr 1e-3", {}),
+    "tiny": ("size tiny (121k parameters)", {"size": "tiny"}),
+    "base": ("size base (2.2M parameters)", {"size": "base"}),
+    "linear": ("linear schedule", {"schedule": "linear"}),
+    "v": ("v prediction", {"target": "v"}),
+    "min-snr": ("Min-SNR-5 loss weighting", {"min_snr_gamma": 5.0}),
+    "lr-2e-3": ("learning rate 2e-3", {"learning_rate": 2e-3}),
+    "lr-5e-4": ("learning rate 5e-4", {"learning_rate": 5e-4}),
+    "batch-64": ("batch 64", {"batch_size": 64}),
+    "batch-256": ("batch 256", {"batch_size": 256}),
+    "keras-io": ("keras.io DDIM recipe (anchor)", None),
+}
+DEFAULT_ROWS = tuple(ROWS)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The keras.io recipe, re-implemented from its description
+# ---------------------------------------------------------------------------------------------------
+MIN_SIGNAL_RATE, MAX_SIGNAL_RATE = 0.02, 0.95
+
+
+def cosine_angle_rates(diffusion_times):
+    """``(noise_rates, signal_rates)`` of the continuous cosine-angle schedule at times in [0, 1]."""
+    start, end = math.acos(MAX_SIGNAL_RATE), math.acos(MIN_SIGNAL_RATE)
+    angles = start + diffusion_times * (end - start)
+    return ops.sin(angles), ops.cos(angles)
+
+
+@keras.saving.register_keras_serializable(package="diffusion_keras")
+class VarianceEmbedding(layers.Layer):
+    """Sinusoidal embedding of the noise variance, 16 log-spaced frequencies from 1 to 1000."""
+
+    def __init__(self, dims=32, **kwargs):
+        super().__init__(**kwargs)
+        self.dims = dims
+
+    def call(self, variance):  # (batch, 1, 1, 1)
+        frequencies = ops.exp(ops.linspace(math.log(1.0), math.log(1000.0), self.dims // 2))
+        angular = 2.0 * math.pi * ops.cast(frequencies, variance.dtype)
+        return ops.concatenate([ops.sin(angular * variance), ops.cos(angular * variance)], axis=-1)
+
+    def get_config(self):
+        return {**super().get_config(), "dims": self.dims}
+
+
+def _residual_block(x, width):
+    skip = x if x.shape[-1] == width else layers.Conv2D(width, 1)(x)
+    x = layers.BatchNormalization(center=False, scale=False)(x)
+    x = layers.Conv2D(width, 3, padding="same", activation="swish")(x)
+    x = layers.Conv2D(width, 3, padding="same")(x)
+    return layers.Add()([x, skip])
+
+
+def build_keras_io_network(image_size=32, widths=(32, 64, 96, 128), block_depth=2):
+    """The keras.io residual U-Net: ``network([noisy_images, noise_variances])`` predicts the noise."""
+    images = keras.Input((image_size, image_size, 1), name="noisy_images")
+    variances = keras.Input((1, 1, 1), name="noise_variances")
+    embedding = layers.UpSampling2D(image_size, interpolation="nearest")(VarianceEmbedding()(variances))
+    x = layers.Concatenate()([layers.Conv2D(widths[0], 1)(images), embedding])
+    skips = []
+    for width in widths[:-1]:
+        for _ in range(block_depth):
+            x = _residual_block(x, width)
+            skips.append(x)
+        x = layers.AveragePooling2D(2)(x)
+    for _ in range(block_depth):
+        x = _residual_block(x, widths[-1])
+    for width in reversed(widths[:-1]):
+        x = layers.UpSampling2D(2, interpolation="bilinear")(x)
+        for _ in range(block_depth):
+            x = _residual_block(layers.Concatenate()([x, skips.pop()]), width)
+    outputs = layers.Conv2D(1, 1, kernel_initializer="zeros")(x)
+    return keras.Model([images, variances], outputs, name="keras_io_unet")
+
+
+@keras.saving.register_keras_serializable(package="diffusion_keras")
+class KerasIODiffusion(keras.Model):
+    """The keras.io training step (MAE on the noise, EMA 0.999) and its deterministic DDIM sampler."""
+
+    def __init__(self, network, ema_decay=0.999, seed=0, **kwargs):
+        super().__init__(**kwargs)
+        self.network = network
+        self.ema_network = keras.models.clone_model(network)
+        self.ema_network.set_weights(network.get_weights())
+        self.ema_decay = ema_decay
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker]
+
+    def denoise(self, network, noisy, noise_rates, signal_rates, training=False):
+        predicted_noise = ops.cast(network([noisy, noise_rates**2], training=training), "float32")
+        return predicted_noise, (noisy - noise_rates * predicted_noise) / signal_rates
+
+    def train_step(self, images):
+        batch = ops.shape(images)[0]
+        noise = keras.random.normal(ops.shape(images), seed=self.seed_generator)
+        times = keras.random.uniform((batch, 1, 1, 1), seed=self.seed_generator)
+        noise_rates, signal_rates = cosine_angle_rates(times)
+        noisy = signal_rates * images + noise_rates * noise
+        with tf.GradientTape() as tape:
+            predicted_noise, _ = self.denoise(self.network, noisy, noise_rates, signal_rates, training=True)
+            loss = ops.mean(ops.abs(noise - predicted_noise))
+        gradients = tape.gradient(loss, self.network.trainable_weights)
+        self.optimizer.apply_gradients(zip(gradients, self.network.trainable_weights))
+        for weight, ema_weight in zip(self.network.weights, self.ema_network.weights):
+            ema_weight.assign(self.ema_decay * ema_weight + (1.0 - self.ema_decay) * weight)
+        self.loss_tracker.update_state(loss)
+        return {"loss": self.loss_tracker.result()}
+
+    def generate(self, n, steps=50, seed=0):
+        """Deterministic DDIM from t = 1 to 0 in ``steps`` equal steps; float32 (n, 32, 32, 1) in [-1, 1]."""
+        noisy = tf.random.stateless_normal((n, 32, 32, 1), seed=[seed, 0])
+        images = noisy
+        for step in range(steps):
+            times = ops.full((n, 1, 1, 1), 1.0 - step / steps)
+            noise_rates, signal_rates = cosine_angle_rates(times)
+            noise, images = self.denoise(self.ema_network, noisy, noise_rates, signal_rates)
+            next_noise_rates, next_signal_rates = cosine_angle_rates(times - 1.0 / steps)
+            noisy = next_signal_rates * images + next_noise_rates * noise
+        return np.clip(ops.convert_to_numpy(images), -1.0, 1.0)
+
+
+def train_keras_io(out, minutes, seed=0, batch_size=64, verbose=2):
+    """Train the keras.io recipe for ``minutes`` of wall-clock time; return the model and images seen."""
+    keras.utils.set_random_seed(seed)
+    with training.mixed_precision_policy("float32"):  # the recipe trains in float32
+        model = KerasIODiffusion(build_keras_io_network(), seed=seed)
+    model.compile(optimizer=keras.optimizers.AdamW(learning_rate=1e-3, weight_decay=1e-4))
+    dataset = data.make_dataset(batch_size=batch_size, seed=seed).repeat()
+    budget = training.TimeBudget(minutes)
+    model.fit(dataset, epochs=10_000, steps_per_epoch=100, callbacks=[budget], verbose=verbose, shuffle=False)
+    Path(out).mkdir(parents=True, exist_ok=True)
+    model.ema_network.save(Path(out) / "ema_network.keras")
+    return model, budget.steps * batch_size
+
+
+# ---------------------------------------------------------------------------------------------------
+# Running and scoring rows
+# ---------------------------------------------------------------------------------------------------
+
+
+def _probe_steps_per_second(arguments, probe_steps=20):
+    """Optimizer steps per second of the recipe, from ``probe_steps`` timed steps after a warm-up."""
+    config = training._check_config(arguments)
+    model, dataset, _ = training.build_training(config)
+    model.fit(dataset, epochs=1, steps_per_epoch=3, verbose=0, shuffle=False)  # traces the step
+    start = time.perf_counter()
+    model.fit(dataset, epochs=1, steps_per_epoch=probe_steps, verbose=0, shuffle=False)
+    return probe_steps / (time.perf_counter() - start)
+
+
+def run_row(name, out, minutes, seed=0, verbose=2):
+    """Train row ``name`` for ``minutes``; return ``(sample function, facts)`` for scoring."""
+    if name not in ROWS:
+        raise ValueError(f"row must be one of {sorted(ROWS)}; received {name!r}.")
+    folder = Path(out) / name
+    start = time.perf_counter()
+    if ROWS[name][1] is None:
+        model, images_seen = train_keras_io(folder, minutes, seed=seed, verbose=verbose)
+        facts = {"parameters": int(model.network.count_params()), "images_seen": int(images_seen)}
+        return (lambda n, sampler, steps: model.generate(n, steps, seed=seed)), facts, time.perf_counter() - start
+    arguments = {**ROWS[name][1], "seed": seed, "max_minutes": minutes, "sample_every": 10_000}
+    steps_per_second = _probe_steps_per_second(arguments)
+    # size the learning-rate schedule to end with the budget (what is left of it after the probe)
+    remaining = max(minutes * 60.0 - (time.perf_counter() - start), 1.0)
+    total_steps = max(int(steps_per_second * remaining), 2)
+    steps_per_epoch = min(100, total_steps)
+    arguments.update(
+        epochs=max(total_steps // steps_per_epoch, 1), steps_per_epoch=steps_per_epoch,
+        warmup_steps=min(training.DEFAULTS["warmup_steps"], total_steps // 10),
+        max_minutes=remaining / 60.0,
+    )
+    model = training.train(folder, verbose=verbose, **arguments)
+    batch = arguments.get("batch_size", training.DEFAULTS["batch_size"])
+    facts = {
+        "parameters": int(model.network.count_params()),
+        "images_seen": int(model.optimizer.iterations.numpy()) * batch,
+    }
+
+    def sample(n, sampler, steps):
+        from diffusion_keras import evaluate_cli
+
+        images, _ = evaluate_cli.sample_in_chunks(
+            model.ema_network, model.schedule, model.target, sampler, n=n, steps=steps, seed=seed,
+            progress=False,
+        )
+        return images
+
+    return sample, facts, time.perf_counter() - start
+
+
+def score(sample, n, samplers=(("ddim", 50), ("dpm_solver_pp_2m", 20)), seed=0, keras_io=False):
+    """FID and the label metrics of ``n`` digits per sampler (the keras.io row only has its own DDIM)."""
+    from diffusion_keras import evaluation
+
+    results = {}
+    for sampler, steps in samplers:
+        if keras_io and sampler != "ddim":
+            continue
+        result = evaluation.evaluate_images(sample(n, sampler, steps), seed=seed, include_ladder=False)
+        results[f"{sampler}_{steps}"] = {
+            "fid": result["fid"], "floor_fid": result["floor"]["fid"], "fid_ratio": result["fid_ratio"],
+            "mean_max_probability": result["mean_max_probability"],
+            "class_balance_kl": result["class_balance_kl"],
+        }
+    return results
+
+
+def ablate(out, rows=DEFAULT_ROWS, minutes=15.0, score_n=10000, seed=0, verbose=2):
+    """Run and score every row not yet in ``out/ablation.json``; return the list of row results."""
+    out = Path(out)
+    unknown = [row for row in rows if row not in ROWS]
+    if unknown:
+        raise ValueError(f"--rows must be names from {list(ROWS)}; received {unknown}.")
+    if not minutes > 0:
+        raise ValueError(f"--minutes must be > 0; received {minutes!r}.")
+    if not isinstance(score_n, int) or score_n < 2:
+        raise ValueError(f"--score-n must be an integer >= 2; received {score_n!r}.")
+    path = out / "ablation.json"
+    done = json.loads(path.read_text()) if path.exists() else []
+    for name in rows:
+        if any(row["row"] == name and row["minutes"] == minutes for row in done):
+            continue
+        sample, facts, seconds = run_row(name, out, minutes, seed=seed, verbose=verbose)
+        row = {
+            "row": name, "description": ROWS[name][0], "minutes": minutes, "train_seconds": seconds,
+            "score_n": score_n, **facts, "scores": score(sample, score_n, seed=seed, keras_io=ROWS[name][1] is None),
+        }
+        done.append(row)
+        out.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(done, indent=2) + "\n")
+        print(format_ablation([row], header=False) if len(done) > 1 else format_ablation([row]), flush=True)
+    return [row for row in done if row["row"] in rows and row["minutes"] == minutes]
+
+
+def _cell(row, sampler, field, spec):
+    value = row["scores"].get(sampler, {}).get(field)
+    return "-" if value is None else format(value, spec)
+
+
+def format_ablation(rows, header=True):
+    """The ablation as a Markdown table (what the model card shows)."""
+    lines = [
+        "| row | recipe | parameters | minutes | images seen | FID DDIM 50 | FID/floor | FID DPM++ 20 | "
+        "confidence | class KL |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ] if header else []
+    for row in rows:
+        cells = [
+            row["row"], row["description"], f"{row['parameters']:,}", f"{row['minutes']:g}",
+            f"{row['images_seen']:,}", _cell(row, "ddim_50", "fid", ".2f"),
+            _cell(row, "ddim_50", "fid_ratio", ".1f") + "x", _cell(row, "dpm_solver_pp_2m_20", "fid", ".2f"),
+            _cell(row, "ddim_50", "mean_max_probability", ".3f"), _cell(row, "ddim_50", "class_balance_kl", ".3f"),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def add_ablate_arguments(parser):
+    """Declare the ``ablate`` options on ``parser``."""
+    parser.add_argument("--out", default="runs/ablation", help="folder of the runs and ablation.json")
+    parser.add_argument("--rows", default=",".join(DEFAULT_ROWS),
+                        help=f"comma-separated rows (default: all of {', '.join(ROWS)})")
+    parser.add_argument("--minutes", type=float, default=15.0, help="training budget per row (default: 15)")
+    parser.add_argument("--score-n", type=int, default=10000, help="digits scored per sampler (default: 10000)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--verbose", type=int, default=2, help="Keras fit verbosity (default: 2)")
+    return parser
+
+
+def run_ablate(args):
+    rows = tuple(part.strip() for part in args.rows.split(",") if part.strip())
+    results = ablate(args.out, rows, minutes=args.minutes, score_n=args.score_n, seed=args.seed,
+                     verbose=args.verbose)
+    print()
+    print(format_ablation(results))
+    return 0
