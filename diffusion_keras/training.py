@@ -168,15 +168,17 @@ def warm_start(network, source):
 
     Args:
         network: the network to initialize (e.g. a freshly built conditional U-Net).
-        source: a network, a ``DiffusionModel`` (its EMA network is used) or the path of a ``.keras``
-            file holding either.
+        source: a network, a ``DiffusionModel`` (its EMA network is used), the path of a ``.keras``
+            file holding either, or the name of a shipped model (``"mnist"``).
 
     Every layer of ``source`` that has weights must exist in ``network`` with the same weight shapes.
     Layers of ``network`` that ``source`` lacks are set to zero, so that an added embedding changes
     nothing at first. Returns the names of those layers.
     """
     if isinstance(source, (str, Path)):
-        path = Path(source)
+        from diffusion_keras.pretrained import PRETRAINED, pretrained_path
+
+        path = pretrained_path(source) if source in PRETRAINED else Path(source)
         if not path.is_file():
             raise FileNotFoundError(f"init_from={str(source)!r} does not exist; expected a .keras file.")
         source = keras.saving.load_model(path, safe_mode=True)
@@ -356,7 +358,8 @@ def add_train_arguments(parser):
                         help="mixed_bfloat16 policy (default: on, faster on this CPU; see `bench`)")
     parser.add_argument("--jit-compile", action="store_true", help="XLA-compile the train step")
     parser.add_argument("--init-from", default=None,
-                        help="warm-start from this .keras model (same --size); new layers start at zero")
+                        help="warm-start from this .keras model or shipped name, e.g. mnist (same --size); "
+                        "layers it lacks start at zero")
     parser.add_argument("--max-minutes", type=float, default=None,
                         help="stop after this many minutes of training (the epoch in progress ends early)")
     parser.add_argument("--verbose", type=int, default=1, help="1: progress bar, 2: a line per epoch")

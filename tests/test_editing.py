@@ -146,3 +146,11 @@ def test_warm_start_refuses_another_architecture(tmp_path):
         training.warm_start(target, networks.build_network("small", num_timesteps=T))
     with pytest.raises(FileNotFoundError, match="init_from='.*missing.keras' does not exist"):
         training.warm_start(target, tmp_path / "missing.keras")
+
+
+def test_warm_start_from_a_shipped_name():
+    target = networks.build_network("small", num_classes=10, num_timesteps=1000)
+    assert training.warm_start(target, "mnist") == ["label_embedding"]
+    shipped = dk.load_pretrained("mnist").ema_network
+    np.testing.assert_array_equal(target.get_layer("input_conv").get_weights()[0],
+                                  shipped.get_layer("input_conv").get_weights()[0])
