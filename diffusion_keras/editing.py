@@ -60,8 +60,12 @@ def _check_fraction(value, argument):
     return float(value)
 
 
+# Editing draws its own noise under keys from 2**32 on, apart from the samplers' per-step keys (seed, t + 1).
+_KEY_OFFSET = 2**32
+
+
 def _noise(shape, seed, key):
-    return tf.random.stateless_normal(shape, seed=tf.constant([seed, key], tf.int64))
+    return tf.random.stateless_normal(shape, seed=tf.constant([seed, _KEY_OFFSET + key], tf.int64))
 
 
 # ---------------------------------------------------------------------------------------------------
