@@ -45,6 +45,7 @@ ROWS = {
     "linear": ("linear schedule", {"schedule": "linear"}),
     "v": ("v prediction", {"target": "v"}),
     "min-snr": ("Min-SNR-5 loss weighting", {"min_snr_gamma": 5.0}),
+    "ema-warmup": ("EMA warm-up, decay min(0.999, (1 + n) / (10 + n))", {"ema_warmup": True}),
     "lr-2e-3": ("learning rate 2e-3", {"learning_rate": 2e-3}),
     "lr-5e-4": ("learning rate 5e-4", {"learning_rate": 5e-4}),
     "batch-64": ("batch 64", {"batch_size": 64}),

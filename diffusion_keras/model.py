@@ -118,6 +118,10 @@ class DiffusionModel(keras.Model):
             (Salimans & Ho 2022). ``networks.ArticleMLP`` outputs values in [-1, 1] and suits only
             ``"x0"``.
         ema_decay: decay of the weight average, in [0, 1). 0 copies the weights every step.
+        ema_warmup: if True, the decay at optimizer step n is ``min(ema_decay, (1 + n) / (10 + n))``
+            (the ``num_updates`` rule of TensorFlow's ``ExponentialMovingAverage``), so early on the
+            average follows the weights closely instead of keeping the random initialization for
+            thousands of steps; short runs need it.
         min_snr_gamma: None (plain MSE) or the gamma of Min-SNR weighting (Hang et al. 2023; 5 is
             their choice). See ``min_snr_weights``.
         label_dropout: for a conditional network, the probability of replacing a label with the null
@@ -144,6 +148,7 @@ class DiffusionModel(keras.Model):
         schedule="linear",
         target="epsilon",
         ema_decay=0.999,
+        ema_warmup=False,
         min_snr_gamma=None,
         label_dropout=0.1,
         seed=None,
@@ -187,6 +192,7 @@ class DiffusionModel(keras.Model):
         self.schedule = schedule
         self.target = target
         self.ema_decay = float(ema_decay)
+        self.ema_warmup = bool(ema_warmup)
         self.min_snr_gamma = None if min_snr_gamma is None else float(min_snr_gamma)
         self.label_dropout = float(label_dropout)
         self.seed = seed
@@ -293,6 +299,9 @@ class DiffusionModel(keras.Model):
         once for all replicas; inside one replica it could not be.
         """
         decay = self.ema_decay
+        if self.ema_warmup:
+            steps = ops.cast(self.optimizer.iterations, "float32")  # already counts this step
+            decay = ops.minimum(decay, (1.0 + steps) / (10.0 + steps))
 
         def average(ema_weight, weight):
             return ema_weight.assign(decay * ema_weight + (1.0 - decay) * weight)
@@ -407,6 +416,7 @@ class DiffusionModel(keras.Model):
             "schedule": self.schedule.get_config(),
             "target": self.target,
             "ema_decay": self.ema_decay,
+            "ema_warmup": self.ema_warmup,
             "min_snr_gamma": self.min_snr_gamma,
             "label_dropout": self.label_dropout,
             "seed": self.seed,

@@ -140,6 +140,7 @@ DEFAULTS = {
     "target": "epsilon",
     "min_snr_gamma": None,
     "ema_decay": 0.999,
+    "ema_warmup": False,
     "conditional": False,
     "label_dropout": 0.1,
     "epochs": 10,
@@ -275,7 +276,7 @@ def build_training(config):
             warm_start(network, config["init_from"])  # before the EMA copy is made, so both start there
         model = model_module.DiffusionModel(
             network, schedule=schedule, target=config["target"], ema_decay=config["ema_decay"],
-            min_snr_gamma=config["min_snr_gamma"], label_dropout=config["label_dropout"], seed=config["seed"],
+            ema_warmup=config["ema_warmup"], min_snr_gamma=config["min_snr_gamma"], label_dropout=config["label_dropout"], seed=config["seed"],
         )
     dataset = data.make_dataset(
         batch_size=config["batch_size"], subset=config["subset"], labels=config["conditional"],
@@ -341,6 +342,8 @@ def add_train_arguments(parser):
     parser.add_argument("--target", default=DEFAULTS["target"], help="epsilon, x0 or v")
     parser.add_argument("--min-snr-gamma", type=float, default=None, help="Min-SNR weighting gamma (off)")
     parser.add_argument("--ema-decay", type=float, default=DEFAULTS["ema_decay"])
+    parser.add_argument("--ema-warmup", action="store_true",
+                        help="EMA decay min(ema_decay, (1 + n) / (10 + n)) at step n (off)")
     parser.add_argument("--conditional", action="store_true", help="class-conditional network")
     parser.add_argument("--label-dropout", type=float, default=DEFAULTS["label_dropout"])
     parser.add_argument("--epochs", type=int, default=DEFAULTS["epochs"])

@@ -139,6 +139,20 @@ def test_ema_update_matches_hand_computation():
         np.testing.assert_allclose(np.asarray(ema_weight), 0.9 * average + 0.1 * weight, rtol=1e-6, atol=1e-6)
 
 
+def test_ema_warmup_decay_follows_the_step_count(digits):
+    """With ema_warmup the decay at step n is min(ema_decay, (1 + n) / (10 + n)): 2/11 after step 1."""
+    model = DiffusionModel(networks.build_network("tiny"), ema_decay=0.999, ema_warmup=True, seed=0)
+    model.compile(optimizer=keras.optimizers.SGD(0.1))
+    before_ema = [np.asarray(w) for w in model.ema_network.weights]
+    model.fit(digits[:8], epochs=1, batch_size=8, verbose=0)
+    decay = 2.0 / 11.0  # n = 1 after the first optimizer step
+    for ema_weight, old, weight in zip(model.ema_network.weights, before_ema, model.network.weights):
+        np.testing.assert_allclose(np.asarray(ema_weight), decay * old + (1 - decay) * np.asarray(weight),
+                                   rtol=1e-5, atol=1e-6)
+    # the flag round-trips through the config
+    assert DiffusionModel.from_config(model.get_config()).ema_warmup is True
+
+
 def test_min_snr_weights_match_hand_computation():
     snr = schedules.get("cosine", T=1000).numpy("snr")
     gamma = 5.0
