@@ -210,6 +210,8 @@ def _run_config(out, config):
     path = Path(out) / "config.json"
     if path.exists():
         previous = json.loads(path.read_text())
+        # a key added to DEFAULTS after the run started takes its default, so older runs still resume
+        previous = {**DEFAULTS, **previous}
         changed = {key: (previous.get(key), value) for key, value in config.items() if previous.get(key) != value}
         if changed:
             details = ", ".join(f"{key}: {old!r} -> {new!r}" for key, (old, new) in changed.items())

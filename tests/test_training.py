@@ -66,6 +66,17 @@ def test_resuming_with_other_arguments_is_refused(tmp_path):
         training._run_config(tmp_path, {**training.DEFAULTS, "batch_size": 64})
 
 
+def test_a_run_from_before_a_new_option_still_resumes(tmp_path):
+    """config.json of an older version lacks keys added since; they count as their defaults."""
+    import json
+
+    older = {key: value for key, value in training.DEFAULTS.items() if key not in ("ema_warmup", "max_minutes")}
+    (tmp_path / "config.json").write_text(json.dumps(older))
+    training._run_config(tmp_path, {**training.DEFAULTS})  # no error
+    with pytest.raises(ValueError, match="ema_warmup: False -> True"):
+        training._run_config(tmp_path, {**training.DEFAULTS, "ema_warmup": True})
+
+
 def test_warmup_cosine_shape():
     schedule = training.warmup_cosine(1e-3, total_steps=100, warmup_steps=10)
     values = np.array([float(schedule(step)) for step in (0, 5, 10, 55, 100)])
