@@ -50,7 +50,8 @@ def test_shipped_conditional_model_follows_its_labels(conditional):
 def test_sdedit_turns_threes_into_eights(conditional, test_digits):
     x_test, y_test = test_digits
     threes = dk.data.to_model_range(x_test[y_test == 3][:12])
-    edited = editing.sdedit(conditional.ema_network, conditional.schedule, threes, 0.7, steps=20, labels=8,
+    # notebook 06 (200 threes, 50 steps): 98% read as 8 at strength 0.9, 0% at 0.3
+    edited = editing.sdedit(conditional.ema_network, conditional.schedule, threes, 0.9, steps=20, labels=8,
                             guidance=3.0, target=conditional.target)
     predicted = np.argmax(evaluation.class_probabilities(edited), axis=1)
     assert np.mean(predicted == 8) >= 0.75
@@ -67,7 +68,8 @@ def test_inpainting_recovers_the_label_from_the_upper_half(conditional, test_dig
                              steps=20, resample=2, target=conditional.target)
     np.testing.assert_array_equal(filled[:, :16], digits[:, :16])
     predicted = np.argmax(evaluation.class_probabilities(filled), axis=1)
-    assert np.mean(predicted == y_test[:30]) >= 0.7
+    # notebook 06 (500 digits, 50 steps): 74% with U = 5, 60% with U = 1; an untrained model fills in noise
+    assert np.mean(predicted == y_test[:30]) >= 0.55
 
 
 def test_unknown_and_corrupt_shipped_models_are_clear_errors(tmp_path, monkeypatch):
@@ -83,3 +85,14 @@ def test_unknown_and_corrupt_shipped_models_are_clear_errors(tmp_path, monkeypat
     monkeypatch.setattr(pretrained, "PRETRAINED_DIR", copy)
     with pytest.raises(ValueError, match="sha256"):
         pretrained.load_pretrained("mnist")
+
+
+def test_sample_command_with_a_label_uses_the_shipped_conditional_model(tmp_path):
+    from diffusion_keras.cli import main as cli_main
+
+    npz = tmp_path / "sevens.npz"
+    assert cli_main(["sample", "--label", "7", "--guidance", "3", "--n", "10", "--sampler", "dpm_solver_pp_2m",
+                     "--steps", "20", "--out", str(tmp_path / "sevens.png"), "--npz", str(npz)]) == 0
+    arrays = np.load(npz)
+    assert arrays["labels"].tolist() == [7] * 10
+    assert evaluation.label_accuracy(arrays["images"], arrays["labels"]) >= 0.8
