@@ -1,4 +1,4 @@
-"""Command-line pieces of the evaluator: ``train-classifier`` and ``evaluate``.
+"""Command-line pieces of the evaluator: ``train-classifier``, ``evaluate`` and ``synthetic-data``.
 
 Each command is two functions, ``add_<command>_arguments(parser)`` to declare its options on an
 ``argparse`` parser and ``run_<command>(args)`` to do the work; ``diffusion_keras.cli`` mounts them::
@@ -8,6 +8,9 @@ Each command is two functions, ``add_<command>_arguments(parser)`` to declare it
     python -m diffusion_keras evaluate                         # 10,000 DDIM digits of the shipped model
     python -m diffusion_keras evaluate --weights run/model.keras --sampler dpm_solver_pp_2m --steps 20
     python -m diffusion_keras evaluate --sweep --out-dir sweep # FID vs network evaluations
+    python -m diffusion_keras evaluate --guidance 3            # the conditional model, labels 0-9
+    python -m diffusion_keras evaluate --guidance-sweep 0,1,2,3 --n 2000
+    python -m diffusion_keras synthetic-data --n 10000         # CAS: train on generated, test on real
 
 Where the images come from:
 
