@@ -172,11 +172,11 @@ def train_keras_io(out, minutes, seed=0, batch_size=64, verbose=2):
         model = KerasIODiffusion(build_keras_io_network(), seed=seed)
     model.compile(optimizer=keras.optimizers.AdamW(learning_rate=1e-3, weight_decay=1e-4))
     dataset = data.make_dataset(batch_size=batch_size, seed=seed).repeat()
-    budget = training.TimeBudget(minutes)
-    model.fit(dataset, epochs=10_000, steps_per_epoch=100, callbacks=[budget], verbose=verbose, shuffle=False)
+    model.fit(dataset, epochs=10_000, steps_per_epoch=100, callbacks=[training.TimeBudget(minutes)],
+              verbose=verbose, shuffle=False)
     Path(out).mkdir(parents=True, exist_ok=True)
     model.ema_network.save(Path(out) / "ema_network.keras")
-    return model, budget.steps * batch_size
+    return model, int(model.optimizer.iterations.numpy()) * batch_size
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -74,30 +74,29 @@ DEFAULT_SWEEP_STEPS = (10, 20, 50, 100)
 CHUNK_SEED_STRIDE = 1_000_003  # chunk i of --seed s draws its noise with seed s * stride + i
 
 
+def _comma_separated(convert, minimum, example, kind):
+    """An argparse ``type``: comma-separated values of ``convert``, each >= ``minimum``."""
+
+    def parse(text):
+        try:
+            values = tuple(convert(part) for part in str(text).split(",") if part.strip())
+        except ValueError:
+            values = ()
+        if not values or min(values) < minimum:
+            raise argparse.ArgumentTypeError(
+                f"expected comma-separated {kind} >= {minimum}, e.g. {example}; received {text!r}."
+            )
+        return values
+
+    return parse
+
+
 def _step_list(text):
-    """Parse ``--sweep-steps``: comma-separated integers >= 1, e.g. ``10,20,50,100``."""
-    try:
-        steps = tuple(int(part) for part in str(text).split(",") if part.strip())
-    except ValueError:
-        steps = ()
-    if not steps or min(steps) < 1:
-        raise ValueError(
-            f"--sweep-steps must be comma-separated integers >= 1, e.g. 10,20,50,100; received {text!r}."
-        )
-    return tuple(sorted(set(steps)))
+    """Parse ``--sweep-steps``: comma-separated integers >= 1, e.g. ``10,20,50,100``; sorted, unique."""
+    return tuple(sorted(set(_comma_separated(int, 1, "10,20,50,100", "integers")(text))))
 
 
-def _number_list(text):
-    """Parse comma-separated numbers >= 0, e.g. ``0,1,2,3``."""
-    try:
-        values = tuple(float(part) for part in str(text).split(",") if part.strip())
-    except ValueError:
-        values = ()
-    if not values or min(values) < 0:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated numbers >= 0, e.g. 0,1,2,3; received {text!r}."
-        )
-    return values
+_guidance_list = _comma_separated(float, 0, "0,1,2,3", "numbers")  # --guidance-sweep, in the given order
 
 
 def balanced_labels(n):
@@ -128,7 +127,7 @@ def add_evaluate_arguments(parser):
         "unconditional mode); implies the shipped 'mnist-conditional' model without --weights",
     )
     parser.add_argument(
-        "--guidance-sweep", type=_number_list, default=None,
+        "--guidance-sweep", type=_guidance_list, default=None,
         help="instead of one evaluation, evaluate each comma-separated guidance weight, e.g. 0,1,2,3 "
         "(--n samples each)",
     )
@@ -291,23 +290,21 @@ def _write_json(path, result):
     print(f"wrote {json_path}")
 
 
+def _weights(args):
+    """``--weights``, or the shipped model the options call for: the conditional one under guidance."""
+    wants_conditional = args.guidance is not None or bool(getattr(args, "guidance_sweep", None))
+    return args.weights or ("mnist-conditional" if wants_conditional else "mnist")
+
+
 def _weights_name(args):
-    if args.weights:
-        return args.weights
-    name = "mnist-conditional" if _wants_conditional(args) else "mnist"
-    return f"shipped pretrained model {name!r} (data/pretrained)"
-
-
-def _wants_conditional(args):
-    return getattr(args, "guidance", None) is not None or bool(getattr(args, "guidance_sweep", None))
+    return args.weights or f"shipped pretrained model {_weights(args)!r} (data/pretrained)"
 
 
 def _load_model(args):
-    """``(network, schedule, target)`` from ``--weights``, or the shipped model the options call for."""
+    """``(network, schedule, target)`` from ``_weights(args)``."""
     from diffusion_keras.sample_cli import load_for_sampling
 
-    weights = args.weights or ("mnist-conditional" if _wants_conditional(args) else "mnist")
-    return load_for_sampling(weights, args.schedule, args.T, args.target)
+    return load_for_sampling(_weights(args), args.schedule, args.T, args.target)
 
 
 def _conditioning(network, guidance, n):

@@ -161,7 +161,7 @@ def run_sample(args):
         options.update(labels=labels, guidance=args.guidance)
     elif args.label is not None:
         labels = np.full(n, args.label, np.int32)
-        options.update(labels=args.label, guidance=args.guidance)
+        options.update(labels=labels, guidance=args.guidance)
     if args.sampler == "ddim":
         options.update(eta=args.eta, spacing=args.spacing)
     elif args.sampler == "dpm_solver_pp_2m":

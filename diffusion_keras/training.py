@@ -23,6 +23,7 @@ epoch and ends with the same number of optimizer steps as an uninterrupted run.
 import argparse
 import contextlib
 import json
+import time
 from pathlib import Path
 
 import keras
@@ -118,17 +119,11 @@ class TimeBudget(keras.callbacks.Callback):
         super().__init__()
         self.seconds = 60.0 * minutes
         self.start = None
-        self.steps = 0
 
     def on_train_begin(self, logs=None):
-        import time
-
         self.start = time.perf_counter()
 
     def on_train_batch_end(self, batch, logs=None):
-        import time
-
-        self.steps += 1
         if time.perf_counter() - self.start > self.seconds:
             self.model.stop_training = True
 
