@@ -154,7 +154,28 @@ def _check_mask(mask, images):
     return values
 
 
-def inpaint(network, schedule, images, mask, steps=50, *, resample=1, target="epsilon", labels=None,
+def _resampling_schedule(count, resample, jump):
+    """The moves of RePaint's resampling over ``count`` reverse steps, as ``(position, direction)``.
+
+    ``("down", k)`` takes the step from x_{tau_k} to x_{tau_(k+1)} (position ``count`` is x_0);
+    ``("up", k)`` re-noises x_{tau_k} back to x_{tau_(k - jump)}. Blocks of ``jump`` steps are taken
+    ``resample`` times each, except the block that ends on x_0.
+
+    >>> [move for move in _resampling_schedule(3, 2, 1)]  # doctest: +NORMALIZE_WHITESPACE
+    [(0, 'down'), (1, 'up'), (0, 'down'), (1, 'down'), (2, 'up'), (1, 'down'), (2, 'down')]
+    """
+    moves = []
+    for start in range(0, count, jump):
+        end = min(start + jump, count)
+        repeats = resample if end < count else 1
+        for repeat in range(repeats):
+            moves.extend((position, "down") for position in range(start, end))
+            if repeat < repeats - 1:
+                moves.append((end, "up"))
+    return moves
+
+
+def inpaint(network, schedule, images, mask, steps=50, *, resample=1, jump=1, target="epsilon", labels=None,
             guidance=1.0, seed=0, clip_x0=True):
     """Regenerate the pixels of ``images`` where ``mask`` is 0, consistently with those where it is 1.
 
@@ -166,11 +187,14 @@ def inpaint(network, schedule, images, mask, steps=50, *, resample=1, target="ep
         x_{i-1} = m * (sqrt(alpha_bar_{i-1}) x + sqrt(1 - alpha_bar_{i-1}) eps) + (1 - m) * x_{i-1}^gen
 
     The replacement alone lets the two regions disagree: the generated part only sees the known part
-    through the noise. With ``resample = U > 1``, every step but the last is repeated U times: the
-    result is re-noised back to tau_i with the forward kernel
-    ``q(x_{tau_i} | x_{tau_{i-1}}) = N(sqrt(alpha_bar_i / alpha_bar_{i-1}) x, (1 - alpha_bar_i /
-    alpha_bar_{i-1}) I)`` (line 10, with a jump of one sub-sequence step) and the step is taken again.
-    The cost is about ``steps * resample`` network evaluations.
+    through the noise. With ``resample = U > 1`` the process goes down ``jump = j`` steps, is re-noised
+    back up those j steps in one draw of the forward kernel
+    ``q(x_{tau_k} | x_{tau_{k+j}}) = N(sqrt(alpha_bar_k / alpha_bar_{k+j}) x, (1 - alpha_bar_k /
+    alpha_bar_{k+j}) I)`` (line 10) and goes down again, U times in all, before moving on to the next
+    j steps (the "jumps" of Lugmayr et al. 2022, Sec. 4.2). ``jump = 1`` repeats every single step U
+    times; longer jumps give the network several steps in a row to harmonise the two regions before
+    the known region is imposed again. The last block of steps, which ends on x_0, is not repeated.
+    The cost is about ``steps * resample`` network evaluations whatever the jump.
 
     The last step lands on x_0 with no noise, where the known pixels are copied exactly: the output
     equals ``images`` wherever ``mask`` is 1.
@@ -180,7 +204,8 @@ def inpaint(network, schedule, images, mask, steps=50, *, resample=1, target="ep
         images: ``(n, 32, 32, 1)`` float in [-1, 1]; the pixels under ``mask == 0`` are ignored.
         mask: 1 = known, 0 = generate; the shape of one image or of ``images``.
         steps: reverse steps, in [1, T].
-        resample: U, how many times each step is taken (1: replacement only).
+        resample: U, how many times each block of steps is taken (1: replacement only).
+        jump: j, the length in steps of the blocks that are resampled, in [1, steps].
         seed: every noise draw.
 
     Returns:
@@ -190,6 +215,8 @@ def inpaint(network, schedule, images, mask, steps=50, *, resample=1, target="ep
     mask = _check_mask(mask, images)
     if isinstance(resample, bool) or not isinstance(resample, (int, np.integer)) or resample < 1:
         raise ValueError(f"resample must be an integer >= 1 (1: no resampling); received {resample!r}.")
+    if isinstance(jump, bool) or not isinstance(jump, (int, np.integer)) or not 1 <= jump <= steps:
+        raise ValueError(f"jump must be an integer in [1, steps={steps}]; received {jump!r}.")
     clip_x0, x, seed, labels, guided = samplers._common(
         network, schedule, target, clip_x0, None, labels, guidance, images, seed, "images"
     )
@@ -216,30 +243,29 @@ def inpaint(network, schedule, images, mask, steps=50, *, resample=1, target="ep
     x = tf.where(keep, forward.q_sample(known, tf.fill([shape[0]], int(tau[0])), _noise(shape, seed, 0),
                                         schedule), _noise(shape, seed, 1))
     draw = 2
-    for index, t in enumerate(tau):
-        last = index == len(tau) - 1
-        for repeat in range(1 if last else resample):
-            # a fresh seed per repeat, so a redone step draws new noise (samplers key it by (seed, t))
-            step_seed = tf.constant((seed + 7919 * repeat) % 2**31, tf.int64)
-            x_prev, previous_x_0 = step(
-                x, tf.constant(int(t), tf.int32), tf.constant(coefficients[index]), previous_x_0, step_seed,
-                labels_tensor, guidance_tensor,
-            )
-            if last:
-                known_prev = known
-            else:
-                known_prev = (
-                    math.sqrt(alpha_bar_prev[index]) * known
-                    + math.sqrt(1.0 - alpha_bar_prev[index]) * _noise(shape, seed, draw)
-                )
-            x_prev = tf.where(keep, known_prev, x_prev)
+    visits = np.zeros(len(tau), np.int64)  # how often each step has been taken: its noise seed
+    for position, direction in _resampling_schedule(len(tau), resample, jump):
+        if direction == "up":  # re-noise from x_{tau_position} back to x_{tau_(position - jump)}
+            ratio = alpha_bar[position - jump] / alpha_bar[position]
+            x = math.sqrt(ratio) * x + math.sqrt(1.0 - ratio) * _noise(shape, seed, draw)
             draw += 1
-            if repeat < resample - 1 and not last:
-                ratio = alpha_bar[index] / alpha_bar_prev[index]
-                x = math.sqrt(ratio) * x_prev + math.sqrt(1.0 - ratio) * _noise(shape, seed, draw)
-                draw += 1
-            else:
-                x = x_prev
+            continue
+        # a fresh seed per visit, so a redone step draws new noise (samplers key it by (seed, t))
+        step_seed = tf.constant((seed + 7919 * int(visits[position])) % 2**31, tf.int64)
+        visits[position] += 1
+        x, previous_x_0 = step(
+            x, tf.constant(int(tau[position]), tf.int32), tf.constant(coefficients[position]), previous_x_0,
+            step_seed, labels_tensor, guidance_tensor,
+        )
+        if position == len(tau) - 1:
+            known_prev = known
+        else:
+            known_prev = (
+                math.sqrt(alpha_bar_prev[position]) * known
+                + math.sqrt(1.0 - alpha_bar_prev[position]) * _noise(shape, seed, draw)
+            )
+            draw += 1
+        x = tf.where(keep, known_prev, x)
     return x.numpy()
 
 

@@ -77,6 +77,23 @@ def test_inpainting_with_resampling_changes_the_result_and_is_seeded(network, sc
     np.testing.assert_array_equal(resampled[:, 16:], images[:, 16:])
 
 
+def test_resampling_schedule_moves():
+    # U = 2, jump 2 over 5 steps: blocks [0, 2) and [2, 4) twice each, the last step (onto x_0) once
+    moves = editing._resampling_schedule(5, 2, 2)
+    downs = [position for position, direction in moves if direction == "down"]
+    assert downs == [0, 1, 0, 1, 2, 3, 2, 3, 4]
+    assert [position for position, direction in moves if direction == "up"] == [2, 4]
+    assert editing._resampling_schedule(4, 1, 3) == [(k, "down") for k in range(4)]  # U = 1: plain
+
+
+def test_inpainting_with_jumps_keeps_known_pixels_and_differs_from_single_steps(network, schedule, images):
+    mask = editing.lower_half_mask()
+    single = editing.inpaint(network, schedule, images, mask, steps=6, resample=2, jump=1, seed=2)
+    jumped = editing.inpaint(network, schedule, images, mask, steps=6, resample=2, jump=3, seed=2)
+    np.testing.assert_array_equal(jumped[:, :16], images[:, :16])
+    assert not np.array_equal(single, jumped)
+
+
 def test_a_mask_per_image(network, schedule, images):
     mask = np.zeros(images.shape, bool)
     mask[0, :, :8] = True  # only image 0 keeps anything: its left quarter
@@ -92,6 +109,8 @@ def test_a_mask_per_image(network, schedule, images):
         (lambda n, s, x: editing.inpaint(n, s, x, np.full((32, 32, 1), 0.5)), "mask must hold only 0"),
         (lambda n, s, x: editing.inpaint(n, s, x, editing.lower_half_mask(), resample=0),
          "resample must be an integer >= 1"),
+        (lambda n, s, x: editing.inpaint(n, s, x, editing.lower_half_mask(), steps=5, jump=6),
+         r"jump must be an integer in \[1, steps=5\]; received 6"),
         (lambda n, s, x: editing.inpaint(n, s, x, editing.lower_half_mask(), labels=10),
          r"labels must be class indices in \[0, 9\]"),
         (lambda n, s, x: editing.sdedit(n, s, x, 0.0, labels=-1), r"labels must be class indices in \[0, 9\]"),
