@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 import diffusion_keras as dk
-from diffusion_keras import editing, networks, training
+from diffusion_keras import editing, forward, networks, training
 
 T = 20
 
@@ -94,6 +94,57 @@ def test_inpainting_with_jumps_keeps_known_pixels_and_differs_from_single_steps(
     assert not np.array_equal(single, jumped)
 
 
+@pytest.fixture(scope="module")
+def live_network():
+    """An unconditional tiny U-Net whose zero-initialised output layer is made random, so that its
+    prediction depends on x_t (a fresh network predicts 0 everywhere, with a zero gradient)."""
+    network = networks.build_network("tiny", num_timesteps=T)
+    output = network.get_layer("output_conv")
+    output.kernel.assign(np.random.default_rng(1).normal(0.0, 0.05, output.kernel.shape).astype(np.float32))
+    return network
+
+
+def test_reconstruction_guidance_keeps_known_pixels_and_changes_the_generated_ones(live_network, schedule, images):
+    network = live_network
+    mask = editing.lower_half_mask()
+    plain = editing.inpaint(network, schedule, images, mask, steps=4, seed=3)
+    off = editing.inpaint(network, schedule, images, mask, steps=4, reconstruction_guidance=0.0, seed=3)
+    guided = editing.inpaint(network, schedule, images, mask, steps=4, reconstruction_guidance=8.0, seed=3)
+    np.testing.assert_array_equal(off, plain)
+    np.testing.assert_array_equal(guided[:, :16], images[:, :16])
+    assert np.isfinite(guided).all() and guided.min() >= -1.0 - 1e-5 and guided.max() <= 1.0 + 1e-5
+    assert np.abs(guided[:, 16:] - plain[:, 16:]).mean() > 1e-3
+
+
+def test_reconstruction_gradient_matches_a_finite_difference(live_network, schedule, images):
+    # The guided step's correction is -(w sqrt(alpha_bar) / 2) d/dx_t ||m (x - x_0_hat(x_t))||^2 on the
+    # unknown pixels; check the gradient it uses against a central difference on one pixel.
+    network = live_network
+    mask = editing.lower_half_mask()
+    known, keep = tf.constant(images), tf.constant(mask) > 0.5
+    t, weight = 10, 2.0
+    step = editing._reconstruction_guided_step(network, schedule, "epsilon", False, False, False, known, keep, weight)
+    x_t = tf.constant(np.random.default_rng(0).normal(size=images.shape).astype(np.float32))
+
+    def mismatch(x):
+        x_0 = forward.convert_prediction(network([x, tf.fill([len(images)], t)]), x, tf.fill([len(images)], t),
+                                         schedule, "epsilon", "x0")
+        return float(tf.reduce_sum(tf.where(keep, tf.square(known - x_0), 0.0)))
+
+    _, guided_x_0 = step(x_t, tf.constant(t), tf.constant([0.0, 0.0, 0.0]), tf.zeros_like(x_t),
+                         tf.constant(0, tf.int64), tf.zeros(len(images), tf.int32), tf.constant(1.0))
+    x_0 = forward.convert_prediction(network([x_t, tf.fill([len(images)], t)]), x_t, tf.fill([len(images)], t),
+                                     schedule, "epsilon", "x0").numpy()
+    h = 1e-2
+    bump = np.zeros(images.shape, np.float32)
+    bump[0, 24, 16, 0] = h
+    numeric = (mismatch(x_t + bump) - mismatch(x_t - bump)) / (2 * h)
+    scale = np.sqrt(schedule.numpy("alpha_bar")[t])
+    correction = x_0[0, 24, 16, 0] - guided_x_0.numpy()[0, 24, 16, 0]
+    np.testing.assert_allclose(correction, 0.5 * weight * scale * numeric, rtol=0.05, atol=1e-5)
+    np.testing.assert_allclose(guided_x_0.numpy()[:, :16], x_0[:, :16], atol=1e-6)  # known region untouched
+
+
 def test_a_mask_per_image(network, schedule, images):
     mask = np.zeros(images.shape, bool)
     mask[0, :, :8] = True  # only image 0 keeps anything: its left quarter
@@ -109,6 +160,8 @@ def test_a_mask_per_image(network, schedule, images):
         (lambda n, s, x: editing.inpaint(n, s, x, np.full((32, 32, 1), 0.5)), "mask must hold only 0"),
         (lambda n, s, x: editing.inpaint(n, s, x, editing.lower_half_mask(), resample=0),
          "resample must be an integer >= 1"),
+        (lambda n, s, x: editing.inpaint(n, s, x, editing.lower_half_mask(), reconstruction_guidance=-1.0),
+         r"reconstruction_guidance must be a finite number >= 0 \(0: off\); received -1.0"),
         (lambda n, s, x: editing.inpaint(n, s, x, editing.lower_half_mask(), steps=5, jump=6),
          r"jump must be an integer in \[1, steps=5\]; received 6"),
         (lambda n, s, x: editing.inpaint(n, s, x, editing.lower_half_mask(), labels=10),
