@@ -132,6 +132,49 @@ class SinusoidalEmbedding(layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
+class GroupNormalization(layers.GroupNormalization):
+    """``keras.layers.GroupNormalization`` (Wu & He 2018, Eq. 1-3 with the groups of Sec. 3.1), computed
+    in fewer passes over memory for channels-last images.
+
+    The channels are split into ``groups`` groups; every image's group is normalised by its own mean
+    and variance over height, width and the group's channels, then each channel gets a learned scale
+    ``gamma`` and shift ``beta``:
+
+        y = gamma * (x - mean_g) / sqrt(var_g + epsilon) + beta
+
+    Same arguments, weights and results as the Keras layer; only ``call`` differs. Keras reshapes x
+    to (batch, height, width, groups, channels per group) and normalises that 5-D tensor; here the
+    statistics come from per-channel means of x and x^2 (one reduction each over height and width),
+    averaged within each group, with var = E[x^2] - E[x]^2, and the output is one multiply-add with a
+    per-image, per-channel factor and offset broadcast over (height, width). On the 2-core CPU this
+    speeds a training step of the default U-Net up (README, Performance). The class keeps Keras' name
+    so that models saved with the Keras layer load into this one and the other way round. The
+    statistics are computed in float32 under mixed precision, as Keras does.
+    """
+
+    def call(self, inputs):
+        if len(inputs.shape) != 4 or self.axis not in (-1, 3):
+            return super().call(inputs)  # the general case, e.g. channels-first or 1-D inputs
+        channels = inputs.shape[-1]
+        group_shape = (-1, self.groups, channels // self.groups)
+        x = ops.cast(inputs, "float32")
+
+        def group_mean(values):  # (batch, height, width, channels) -> (batch, groups, 1)
+            return ops.mean(ops.reshape(ops.mean(values, axis=(1, 2)), group_shape), axis=2, keepdims=True)
+
+        mean = group_mean(x)
+        variance = ops.maximum(group_mean(ops.square(x)) - ops.square(mean), 0.0)
+        per_channel = (1, self.groups, channels // self.groups)
+        gamma = ops.reshape(ops.cast(self.gamma, "float32"), per_channel) if self.scale else ops.ones(per_channel)
+        beta = ops.reshape(ops.cast(self.beta, "float32"), per_channel) if self.center else ops.zeros(per_channel)
+        scale = gamma * ops.rsqrt(variance + self.epsilon)  # (batch, groups, channels per group)
+        offset = beta - mean * scale
+        scale = ops.reshape(scale, (-1, 1, 1, channels))
+        offset = ops.reshape(offset, (-1, 1, 1, channels))
+        return ops.cast(x * scale + offset, self.compute_dtype)
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
 class SelfAttention2D(layers.Layer):
     """Single-head self-attention over the pixels of a feature map, with a residual connection.
 
@@ -162,7 +205,7 @@ class SelfAttention2D(layers.Layer):
     def __init__(self, groups=8, **kwargs):
         super().__init__(**kwargs)
         self.groups = groups
-        self.norm = layers.GroupNormalization(groups=groups, name="norm")
+        self.norm = GroupNormalization(groups=groups, name="norm")
         self.query = None  # the projections need the channel count; made in build()
 
     def build(self, input_shape):
@@ -331,14 +374,14 @@ def _residual_block(x, embedding, width, groups, dropout, name):
     ``out = skip(x) + conv(swish(norm(conv(swish(norm(x))) + dense(embedding))))``
     """
     skip = x if x.shape[-1] == width else layers.Conv2D(width, 1, name=f"{name}_skip")(x)
-    h = layers.GroupNormalization(groups, name=f"{name}_norm_1")(x)
+    h = GroupNormalization(groups, name=f"{name}_norm_1")(x)
     h = layers.Activation("swish", name=f"{name}_swish_1")(h)
     h = layers.Conv2D(width, 3, padding="same", name=f"{name}_conv_1")(h)
     # the embedding shifts every channel: it tells the block how noisy its input is
     shift = layers.Dense(width, name=f"{name}_embedding")(embedding)
     shift = layers.Reshape((1, 1, width), name=f"{name}_embedding_reshape")(shift)  # (batch, 1, 1, width)
     h = layers.Add(name=f"{name}_add_embedding")([h, shift])
-    h = layers.GroupNormalization(groups, name=f"{name}_norm_2")(h)
+    h = GroupNormalization(groups, name=f"{name}_norm_2")(h)
     h = layers.Activation("swish", name=f"{name}_swish_2")(h)
     if dropout:
         h = layers.Dropout(dropout, name=f"{name}_dropout")(h)
@@ -483,7 +526,7 @@ class UNet(_ConventionMixin, keras.Model):
                 resolution *= 2
 
         # 6. Output head; zero-initialised so training starts from "predict 0".
-        x = layers.GroupNormalization(norm_groups, name="output_norm")(x)
+        x = GroupNormalization(norm_groups, name="output_norm")(x)
         x = layers.Activation("swish", name="output_swish")(x)
         x = layers.Conv2D(channels, 3, padding="same", kernel_initializer="zeros", name="output_conv")(x)
         # float32 output even under mixed precision: losses and samplers stay in float32

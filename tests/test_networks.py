@@ -146,6 +146,51 @@ def test_self_attention_matches_numpy():
 # ----------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("center, scale", [(True, True), (False, True), (True, False), (False, False)])
+def test_group_normalization_matches_keras_values_and_gradients(center, scale):
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.normal(2.0, 3.0, (3, 8, 8, 16)).astype(np.float32))  # an offset mean, not unit scale
+    ours = networks.GroupNormalization(groups=4, center=center, scale=scale)
+    reference = keras.layers.GroupNormalization(groups=4, center=center, scale=scale)
+    for layer in (ours, reference):
+        layer.build(x.shape)
+    weights = [rng.normal(1.0, 0.5, w.shape).astype(np.float32) for w in reference.get_weights()]
+    ours.set_weights(weights)
+    reference.set_weights(weights)
+    outputs, gradients = [], []
+    for layer in (ours, reference):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x)
+            loss = tf.reduce_sum(tf.sin(y))  # a non-linear loss, so that every gradient term matters
+        outputs.append(y.numpy())
+        gradients.append([g.numpy() for g in tape.gradient(loss, [x] + layer.trainable_weights)])
+    np.testing.assert_allclose(outputs[0], outputs[1], atol=2e-5)
+    for mine, theirs in zip(*gradients):
+        np.testing.assert_allclose(mine, theirs, atol=1e-4)
+
+
+def test_group_normalization_loads_weights_saved_by_the_keras_layer(tmp_path):
+    # Models saved before the package had its own layer hold keras.layers.GroupNormalization weights.
+    x = np.random.default_rng(1).normal(size=(2, 4, 4, 8)).astype(np.float32)
+    saved = keras.Sequential([keras.Input((4, 4, 8)), keras.layers.GroupNormalization(groups=2)])
+    saved.layers[0].set_weights([np.arange(8, dtype=np.float32), -np.arange(8, dtype=np.float32)])
+    saved.save_weights(tmp_path / "old.weights.h5")
+    loaded = keras.Sequential([keras.Input((4, 4, 8)), networks.GroupNormalization(groups=2)])
+    loaded.load_weights(tmp_path / "old.weights.h5")
+    np.testing.assert_allclose(loaded(x), saved(x), atol=2e-5)
+
+
+def test_group_normalization_under_mixed_precision_matches_float32():
+    x = tf.constant(np.random.default_rng(2).normal(2.0, 3.0, (2, 4, 4, 4)), tf.bfloat16)
+    mixed = networks.GroupNormalization(groups=2, dtype="mixed_bfloat16")
+    y = mixed(x)
+    assert y.dtype == tf.bfloat16
+    expected = keras.layers.GroupNormalization(groups=2)(tf.cast(x, tf.float32)).numpy()
+    # only the bfloat16 rounding of the output (8 significant bits) separates the two
+    np.testing.assert_allclose(y.numpy().astype(np.float32), expected, rtol=1e-2, atol=1e-2)
+
+
 def test_count_flops_hand_count():
     inputs = keras.Input((8, 8, 3))
     x = keras.layers.Conv2D(4, 3, padding="same")(inputs)  # 8*8 outputs x 4 channels x 3*3*3 MACs
