@@ -162,6 +162,32 @@ def _fit_classifier(
     return classifier
 
 
+def fit_classifier(images, labels, epochs=3, batch_size=128, seed=0, value_range="auto", verbose=0,
+                   norm_momentum=0.99):
+    """Train a fresh ``build_classifier()`` on any labelled digits, with the evaluation classifier's recipe.
+
+    For experiments that need a classifier of *other* images than whole MNIST digits, e.g. notebook 06's
+    classifier of upper halves, which bounds how many labels an inpainter can recover.
+
+    Args:
+        images: images in any accepted format (see ``prepare_images``).
+        labels: (n,) integer digits.
+        epochs: passes over ``images``; batch_size, seed, verbose: as in ``train_classifier``.
+        value_range: as in ``prepare_images``.
+        norm_momentum: as in ``build_classifier``.
+
+    Returns:
+        The trained ``keras.Model`` (float [0, 1] (batch, 28, 28, 1) images to (batch, 10) probabilities).
+    """
+    prepared = prepare_images(images, value_range=value_range)
+    labels = _check_labels(labels, len(prepared))
+    if not isinstance(epochs, (int, np.integer)) or epochs < 1:
+        raise ValueError(f"epochs must be an integer >= 1; received {epochs!r}.")
+    return _fit_classifier(
+        prepared, labels, epochs=epochs, batch_size=batch_size, seed=seed, verbose=verbose, norm_momentum=norm_momentum
+    )
+
+
 def _accuracy(classifier, images, labels, batch_size=1000):
     """Top-1 accuracy of ``classifier`` on float [0, 1] (n, 28, 28, 1) images."""
     probabilities = classifier.predict(images, batch_size=batch_size, verbose=0)
@@ -790,17 +816,14 @@ def classification_accuracy_score(
     >>> classification_accuracy_score(x_train[:1500], y_train[:1500], epochs=3) > 0.9  # doctest: +SKIP
     True
     """
-    prepared = prepare_images(images, value_range=value_range)
-    labels = _check_labels(labels, len(prepared))
-    if not isinstance(epochs, (int, np.integer)) or epochs < 1:
-        raise ValueError(f"epochs must be an integer >= 1; received {epochs!r}.")
     _, (x_test, y_test) = data.load_mnist()
     if n_test is not None:
         if not isinstance(n_test, (int, np.integer)) or not 1 <= n_test <= len(x_test):
             raise ValueError(f"n_test must be an integer in [1, {len(x_test)}] or None; received {n_test!r}.")
         x_test, y_test = x_test[:n_test], y_test[:n_test]
-    classifier = _fit_classifier(
-        prepared, labels, epochs=epochs, batch_size=batch_size, seed=seed, verbose=verbose, norm_momentum=0.9
+    classifier = fit_classifier(
+        images, labels, epochs=epochs, batch_size=batch_size, seed=seed, value_range=value_range, verbose=verbose,
+        norm_momentum=0.9,
     )
     return _accuracy(classifier, prepare_images(x_test), y_test)
 

@@ -340,6 +340,18 @@ def test_classification_accuracy_score_separates_good_from_shuffled_labels(mnist
     assert good > 0.85 and bad < 0.4, (good, bad)
 
 
+def test_fit_classifier_learns_other_images_than_whole_digits(mnist):
+    # notebook 06 trains it on upper halves; here on left halves, scored on left halves of test digits
+    (x_train, y_train), (x_test, y_test) = mnist
+    left = lambda images: np.where(np.arange(28)[None, None, :] < 14, images, 0)  # noqa: E731
+    classifier = evaluation.fit_classifier(left(x_train[:1500]), y_train[:1500], epochs=3, batch_size=64,
+                                           norm_momentum=0.9)
+    probabilities = classifier.predict(evaluation.prepare_images(left(x_test[:500])), verbose=0)
+    assert np.mean(probabilities.argmax(axis=1) == y_test[:500]) > 0.6
+    with pytest.raises(ValueError, match=r"labels must be digits in 0..9; received values in \[0, 10\]"):
+        evaluation.fit_classifier(x_train[:3], np.array([0, 5, 10]))
+
+
 # ---------------------------------------------------------------------------------------------------
 # The evaluate command sampling from a model, and the sweep
 # ---------------------------------------------------------------------------------------------------
