@@ -18,7 +18,7 @@ PRETRAINED_DIR = DATA_DIR / "pretrained"
 PRETRAINED = {
     "mnist": ("mnist_diffusion.keras", "e7d46946104fdf4d0d6f4aa60e52ac14a22cd7bc0f69bc35f47c709a98b1d7e8"),
     "mnist-conditional": (
-        "mnist_conditional.keras", "1c752153c995841871705d2d60a3232d11064d4015ae8bb66b1ceb3129168c6a"
+        "mnist_conditional.keras", "363b1a075c3f44bb71905cb2827b9902583a35338a2348904387edbe2e4ad5b3"
     ),
 }
 
