@@ -44,7 +44,7 @@ def test_shipped_conditional_model_follows_its_labels(conditional):
     labels = np.tile(np.arange(10, dtype=np.int32), 4)
     images = samplers.dpm_solver_pp_2m_sample(conditional.ema_network, conditional.schedule, 20, labels=labels,
                                               guidance=3.0, seed=0, target=conditional.target)
-    assert evaluation.label_accuracy(images, labels) >= 0.9
+    assert evaluation.label_accuracy(images, labels) >= 0.95  # measured 99.9% on 10,000 (model card)
 
 
 def test_sdedit_turns_threes_into_eights(conditional, test_digits):
@@ -64,12 +64,16 @@ def test_sdedit_turns_threes_into_eights(conditional, test_digits):
 def test_inpainting_recovers_the_label_from_the_upper_half(conditional, test_digits):
     x_test, y_test = test_digits
     digits = dk.data.to_model_range(x_test[:30])
-    filled = editing.inpaint(conditional.ema_network, conditional.schedule, digits, editing.lower_half_mask(),
-                             steps=20, resample=2, target=conditional.target)
-    np.testing.assert_array_equal(filled[:, :16], digits[:, :16])
-    predicted = np.argmax(evaluation.class_probabilities(filled), axis=1)
-    # notebook 06 (500 digits, 50 steps): 74% with U = 5, 60% with U = 1; an untrained model fills in noise
-    assert np.mean(predicted == y_test[:30]) >= 0.55
+    recovered = {}
+    for weight in (0.0, 32.0):
+        filled = editing.inpaint(conditional.ema_network, conditional.schedule, digits, editing.lower_half_mask(),
+                                 steps=20, reconstruction_guidance=weight, target=conditional.target)
+        np.testing.assert_array_equal(filled[:, :16], digits[:, :16])
+        recovered[weight] = np.mean(np.argmax(evaluation.class_probabilities(filled), axis=1) == y_test[:30])
+    # notebook 06 (500 digits, 50 steps): replacement alone 61%, reconstruction guidance 84%; here (30 digits,
+    # 20 steps) 70% and 90%;
+    # an untrained model fills in noise
+    assert recovered[32.0] >= 0.75 and recovered[32.0] > recovered[0.0], recovered
 
 
 def test_unknown_and_corrupt_shipped_models_are_clear_errors(tmp_path, monkeypatch):
