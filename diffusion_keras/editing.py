@@ -251,8 +251,6 @@ def inpaint(network, schedule, images, mask, steps=50, *, resample=1, jump=1, re
     mask = _check_mask(mask, images)
     if isinstance(resample, bool) or not isinstance(resample, (int, np.integer)) or resample < 1:
         raise ValueError(f"resample must be an integer >= 1 (1: no resampling); received {resample!r}.")
-    if isinstance(jump, bool) or not isinstance(jump, (int, np.integer)) or not 1 <= jump <= steps:
-        raise ValueError(f"jump must be an integer in [1, steps={steps}]; received {jump!r}.")
     if isinstance(reconstruction_guidance, bool) or not isinstance(
         reconstruction_guidance, (int, float, np.number)
     ) or not 0.0 <= reconstruction_guidance < np.inf:
@@ -262,7 +260,9 @@ def inpaint(network, schedule, images, mask, steps=50, *, resample=1, jump=1, re
     clip_x0, x, seed, labels, guided = samplers._common(
         network, schedule, target, clip_x0, None, labels, guidance, images, seed, "images"
     )
-    tau = samplers.timesteps(schedule.T, steps, "trailing")
+    tau = samplers.timesteps(schedule.T, steps, "trailing")  # checks steps
+    if isinstance(jump, bool) or not isinstance(jump, (int, np.integer)) or not 1 <= jump <= steps:
+        raise ValueError(f"jump must be an integer in [1, steps={steps}]; received {jump!r}.")
     alpha_bar_all = schedule.numpy("alpha_bar")
     alpha_bar = alpha_bar_all[tau]
     alpha_bar_prev = np.append(alpha_bar_all[tau[1:]], 1.0)

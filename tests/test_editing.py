@@ -142,7 +142,7 @@ def test_reconstruction_gradient_matches_a_finite_difference(live_network, sched
     scale = np.sqrt(schedule.numpy("alpha_bar")[t])
     correction = x_0[0, 24, 16, 0] - guided_x_0.numpy()[0, 24, 16, 0]
     np.testing.assert_allclose(correction, 0.5 * weight * scale * numeric, rtol=0.05, atol=1e-5)
-    np.testing.assert_allclose(guided_x_0.numpy()[:, :16], x_0[:, :16], atol=1e-6)  # known region untouched
+    np.testing.assert_allclose(guided_x_0.numpy()[:, :16], x_0[:, :16], atol=1e-5)  # known region untouched
 
 
 def test_a_mask_per_image(network, schedule, images):
