@@ -193,7 +193,8 @@ def _reconstruction_guided_step(network, schedule, target, clip_x0, guided, cond
         x_0_hat = x_0_hat - tf.where(keep, 0.0, 0.5 * weight * scale * gradient)
         if clip_x0:
             x_0_hat = tf.clip_by_value(x_0_hat, -1.0, 1.0)
-        eps_hat = (x_t - scale * x_0_hat) / tf.sqrt(1.0 - alpha_bar[t])
+        t_batch = tf.fill([tf.shape(x_t)[0]], t)
+        eps_hat = forward.convert_prediction(x_0_hat, x_t, t_batch, schedule, "x0", "epsilon")
         noise = samplers._step_noise(x_t, seed, t)
         return samplers._ddim_update(x_t, eps_hat, x_0_hat, previous_x_0, coefficients, noise), x_0_hat
 
