@@ -41,6 +41,7 @@ from diffusion_keras import data, training
 ROWS = {
     "default": ("our default recipe: small U-Net, cosine, epsilon, batch 128, lr 1e-3", {}),
     "tiny": ("size tiny (121k parameters)", {"size": "tiny"}),
+    "medium": ("size medium (1.4M parameters: widths 32-64-96, one block per level)", {"size": "medium"}),
     "base": ("size base (2.2M parameters)", {"size": "base"}),
     "linear": ("linear schedule", {"schedule": "linear"}),
     "v": ("v prediction", {"target": "v"}),
@@ -184,14 +185,21 @@ def train_keras_io(out, minutes, seed=0, batch_size=64, verbose=2):
 # ---------------------------------------------------------------------------------------------------
 
 
-def _probe_steps_per_second(arguments, probe_steps=20):
-    """Optimizer steps per second of the recipe, from ``probe_steps`` timed steps after a warm-up."""
+def _probe_steps_per_second(arguments, short=10, long=60):
+    """Optimizer steps per second of the recipe in steady state.
+
+    Every ``fit`` call pays a fixed cost (a new dataset iterator fills its shuffle buffer, callbacks start),
+    so the rate is taken from the difference of a ``short`` and a ``long`` timed call after a tracing call.
+    """
     config = training._check_config(arguments)
     model, dataset, _ = training.build_training(config)
     model.fit(dataset, epochs=1, steps_per_epoch=3, verbose=0, shuffle=False)  # traces the step
-    start = time.perf_counter()
-    model.fit(dataset, epochs=1, steps_per_epoch=probe_steps, verbose=0, shuffle=False)
-    return probe_steps / (time.perf_counter() - start)
+    seconds = []
+    for steps in (short, long):
+        start = time.perf_counter()
+        model.fit(dataset, epochs=1, steps_per_epoch=steps, verbose=0, shuffle=False)
+        seconds.append(time.perf_counter() - start)
+    return (long - short) / max(seconds[1] - seconds[0], 1e-6)
 
 
 def run_row(name, out, minutes, seed=0, verbose=2):

@@ -46,6 +46,7 @@ ATTENTION_RESOLUTION = 8
 network_presets = {
     "tiny": {"widths": (8, 16, 32), "blocks_per_level": 1, "attention": False},
     "small": {"widths": (24, 48, 64), "blocks_per_level": 1, "attention": True},
+    "medium": {"widths": (32, 64, 96), "blocks_per_level": 1, "attention": True},
     "base": {"widths": (32, 64, 96), "blocks_per_level": 2, "attention": True},
 }
 DEFAULT_PRESET = "small"
@@ -686,6 +687,7 @@ def build_network(size=DEFAULT_PRESET, num_classes=None, num_timesteps=REFERENCE
     ==========  =============  ======  =========  ==========  ================  ==============
     ``tiny``    (8, 16, 32)    1       no         121,177     35.1 M            tests, CI
     ``small``   (24, 48, 64)   1       yes        661,353     241.7 M           default
+    ``medium``  (32, 64, 96)   1       yes        1,376,769   463.0 M           wider: better CPU use
     ``base``    (32, 64, 96)   2       yes        2,177,857   728.3 M           best quality
     ==========  =============  ======  =========  ==========  ================  ==============
 

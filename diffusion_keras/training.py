@@ -335,7 +335,7 @@ def add_train_arguments(parser):
     parser.add_argument("--out", default="runs/mnist", help="output folder (default: runs/mnist)")
     parser.add_argument("--schedule", default=DEFAULTS["schedule"], help="linear, cosine or sigmoid")
     parser.add_argument("--timesteps", type=int, default=DEFAULTS["timesteps"], help="T of the schedule")
-    parser.add_argument("--size", default=DEFAULTS["size"], help="network preset: tiny, small or base")
+    parser.add_argument("--size", default=DEFAULTS["size"], help="network preset: tiny, small, medium or base")
     parser.add_argument("--target", default=DEFAULTS["target"], help="epsilon, x0 or v")
     parser.add_argument("--min-snr-gamma", type=float, default=None, help="Min-SNR weighting gamma (off)")
     parser.add_argument("--ema-decay", type=float, default=DEFAULTS["ema_decay"])

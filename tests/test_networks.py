@@ -71,7 +71,7 @@ def test_presets_sizes_span_the_documented_range():
     counts = {size: networks.build_network(size).count_params() for size in networks.network_presets}
     assert counts["tiny"] < 200_000
     assert 300_000 <= counts[networks.DEFAULT_PRESET] <= 1_000_000
-    assert counts["tiny"] < counts["small"] < counts["base"] <= 2_500_000
+    assert counts["tiny"] < counts["small"] < counts["medium"] < counts["base"] <= 2_500_000
 
 
 def test_article_mlp_predicts_in_model_range_and_ignores_t(digits):
