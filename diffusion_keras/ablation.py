@@ -39,14 +39,14 @@ from diffusion_keras import data, training
 
 # name -> (what it changes, training arguments on top of training.DEFAULTS); None marks the keras.io row
 ROWS = {
-    "default": ("our default recipe: small U-Net, cosine, epsilon, batch 128, lr 1e-3", {}),
+    "default": ("our default recipe: small U-Net, cosine, epsilon, batch 128, lr 1e-3, EMA warm-up", {}),
     "tiny": ("size tiny (121k parameters)", {"size": "tiny"}),
     "medium": ("size medium (1.4M parameters: widths 32-64-96, one block per level)", {"size": "medium"}),
     "base": ("size base (2.2M parameters)", {"size": "base"}),
     "linear": ("linear schedule", {"schedule": "linear"}),
     "v": ("v prediction", {"target": "v"}),
     "min-snr": ("Min-SNR-5 loss weighting", {"min_snr_gamma": 5.0}),
-    "ema-warmup": ("EMA warm-up, decay min(0.999, (1 + n) / (10 + n))", {"ema_warmup": True}),
+    "no-ema-warmup": ("plain EMA 0.999, no warm-up", {"ema_warmup": False}),
     "lr-2e-3": ("learning rate 2e-3", {"learning_rate": 2e-3}),
     "lr-5e-4": ("learning rate 5e-4", {"learning_rate": 5e-4}),
     "batch-64": ("batch 64", {"batch_size": 64}),
@@ -276,7 +276,8 @@ def ablate(out, rows=DEFAULT_ROWS, minutes=15.0, score_n=10000, seed=0, verbose=
             continue
         sample, facts, seconds = run_row(name, out, minutes, seed=seed, verbose=verbose)
         row = {
-            "row": name, "description": ROWS[name][0], "minutes": minutes, "train_seconds": seconds,
+            "row": name, "description": ROWS[name][0], "arguments": ROWS[name][1], "minutes": minutes,
+            "train_seconds": seconds,
             "score_n": score_n, **facts, "scores": score(sample, score_n, seed=seed, keras_io=ROWS[name][1] is None),
         }
         done.append(row)

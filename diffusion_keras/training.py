@@ -135,7 +135,9 @@ DEFAULTS = {
     "target": "epsilon",
     "min_snr_gamma": None,
     "ema_decay": 0.999,
-    "ema_warmup": False,
+    # the 15-minute recipe ablation (model card): with warm-up DDIM-50 FID 16.8, without it 86.6, because a
+    # plain 0.999 average still holds ~10% of the random initialisation after 2,300 steps
+    "ema_warmup": True,
     "conditional": False,
     "label_dropout": 0.1,
     "epochs": 10,
@@ -157,6 +159,9 @@ DEFAULTS = {
     "max_minutes": None,
 }
 LR_SCHEDULES = ("constant", "warmup_cosine")
+# Options whose default changed after runs had been written without them: a config.json that lacks the
+# key was trained with this value (ema_warmup existed as an off switch before it became the default).
+_VALUE_WHEN_ABSENT = {"ema_warmup": False}
 
 
 def warm_start(network, source):
@@ -205,8 +210,9 @@ def _run_config(out, config):
     path = Path(out) / "config.json"
     if path.exists():
         previous = json.loads(path.read_text())
-        # a key added to DEFAULTS after the run started takes its default, so older runs still resume
-        previous = {**DEFAULTS, **previous}
+        # a key added to DEFAULTS after the run started takes the value the run was trained with, so
+        # older runs still resume, and resume as they started
+        previous = {**DEFAULTS, **_VALUE_WHEN_ABSENT, **previous}
         changed = {key: (previous.get(key), value) for key, value in config.items() if previous.get(key) != value}
         if changed:
             details = ", ".join(f"{key}: {old!r} -> {new!r}" for key, (old, new) in changed.items())
@@ -339,8 +345,8 @@ def add_train_arguments(parser):
     parser.add_argument("--target", default=DEFAULTS["target"], help="epsilon, x0 or v")
     parser.add_argument("--min-snr-gamma", type=float, default=None, help="Min-SNR weighting gamma (off)")
     parser.add_argument("--ema-decay", type=float, default=DEFAULTS["ema_decay"])
-    parser.add_argument("--ema-warmup", action="store_true",
-                        help="EMA decay min(ema_decay, (1 + n) / (10 + n)) at step n (off)")
+    parser.add_argument("--ema-warmup", action=argparse.BooleanOptionalAction, default=DEFAULTS["ema_warmup"],
+                        help="EMA decay min(ema_decay, (1 + n) / (10 + n)) at step n (default: on)")
     parser.add_argument("--conditional", action="store_true", help="class-conditional network")
     parser.add_argument("--label-dropout", type=float, default=DEFAULTS["label_dropout"])
     parser.add_argument("--epochs", type=int, default=DEFAULTS["epochs"])

@@ -67,14 +67,23 @@ def test_resuming_with_other_arguments_is_refused(tmp_path):
 
 
 def test_a_run_from_before_a_new_option_still_resumes(tmp_path):
-    """config.json of an older version lacks keys added since; they count as their defaults."""
+    """config.json of an older version lacks keys added since; they count as what that version trained with."""
     import json
 
     older = {key: value for key, value in training.DEFAULTS.items() if key not in ("ema_warmup", "max_minutes")}
     (tmp_path / "config.json").write_text(json.dumps(older))
-    training._run_config(tmp_path, {**training.DEFAULTS})  # no error
+    training._run_config(tmp_path, {**training.DEFAULTS, "ema_warmup": False})  # no error
+    # ema_warmup is on by default now, but a run written before the option existed trained without it
     with pytest.raises(ValueError, match="ema_warmup: False -> True"):
-        training._run_config(tmp_path, {**training.DEFAULTS, "ema_warmup": True})
+        training._run_config(tmp_path, {**training.DEFAULTS})
+
+
+def test_ema_warmup_is_on_by_default_and_can_be_switched_off():
+    import argparse
+
+    parser = training.add_train_arguments(argparse.ArgumentParser())
+    assert parser.parse_args([]).ema_warmup is True
+    assert parser.parse_args(["--no-ema-warmup"]).ema_warmup is False
 
 
 def test_warmup_cosine_shape():
