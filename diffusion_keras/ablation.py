@@ -4,7 +4,9 @@ Every row trains one recipe for the same wall-clock budget on this machine, then
 and scores the digits with the package evaluator. Equal *time*, not equal steps, is the fair comparison
 for a CPU user: a bigger network or batch sees fewer images in the same minutes.
 
-For each of our rows a short probe first measures the recipe's optimizer steps per second, so that the
+Each of our rows changes one training argument from ``training.DEFAULTS``, or from ``--base`` (e.g.
+``--base target=epsilon`` re-runs rows that were measured before the default target became v). For
+each of them a short probe first measures the recipe's optimizer steps per second, so that the
 warm-up + cosine learning-rate schedule is sized to end when the budget does; ``TimeBudget`` then stops
 the run at the budget whatever the probe said. Each row trains in its own folder under ``--out`` with
 ``training.train`` (resumable), and every finished row is appended to ``ablation.json`` there, so an
@@ -39,12 +41,12 @@ from diffusion_keras import data, training
 
 # name -> (what it changes, training arguments on top of training.DEFAULTS); None marks the keras.io row
 ROWS = {
-    "default": ("our default recipe: small U-Net, cosine, epsilon, batch 128, lr 1e-3, EMA warm-up", {}),
+    "default": ("our default recipe: small U-Net, cosine, v, batch 128, lr 1e-3, EMA warm-up", {}),
     "tiny": ("size tiny (121k parameters)", {"size": "tiny"}),
     "medium": ("size medium (1.4M parameters: widths 32-64-96, one block per level)", {"size": "medium"}),
     "base": ("size base (2.2M parameters)", {"size": "base"}),
     "linear": ("linear schedule", {"schedule": "linear"}),
-    "v": ("v prediction", {"target": "v"}),
+    "epsilon": ("epsilon prediction", {"target": "epsilon"}),
     "min-snr": ("Min-SNR-5 loss weighting", {"min_snr_gamma": 5.0}),
     "no-ema-warmup": ("plain EMA 0.999, no warm-up", {"ema_warmup": False}),
     "lr-2e-3": ("learning rate 2e-3", {"learning_rate": 2e-3}),
@@ -202,17 +204,40 @@ def _probe_steps_per_second(arguments, short=10, long=60):
     return (long - short) / max(seconds[1] - seconds[0], 1e-6)
 
 
-def run_row(name, out, minutes, seed=0, verbose=2):
-    """Train row ``name`` for ``minutes``; return ``(sample function, facts)`` for scoring."""
+def base_label(base):
+    """``base`` as ``key=value`` pairs joined by commas ("" for none), as ``--base`` takes it."""
+    return ",".join(f"{key}={value}" for key, value in sorted(base.items()))
+
+
+def parse_base(text):
+    """``"target=epsilon,learning_rate=2e-3"`` -> ``{"target": "epsilon", "learning_rate": 0.002}``."""
+    base = {}
+    for pair in (part.strip() for part in text.split(",") if part.strip()):
+        key, separator, value = pair.partition("=")
+        if not separator or key.strip() not in training.DEFAULTS:
+            raise ValueError(
+                f"--base must be key=value pairs with keys from {sorted(training.DEFAULTS)}; received {pair!r}."
+            )
+        try:
+            base[key.strip()] = json.loads(value.strip())
+        except json.JSONDecodeError:
+            base[key.strip()] = value.strip()  # a bare word such as epsilon
+    return base
+
+
+def run_row(name, out, minutes, seed=0, verbose=2, base=None):
+    """Train row ``name`` (its change on top of ``base``, training arguments that replace ``DEFAULTS``)
+    for ``minutes``; return ``(sample function, facts, seconds)`` for scoring."""
     if name not in ROWS:
         raise ValueError(f"row must be one of {sorted(ROWS)}; received {name!r}.")
-    folder = Path(out) / name
+    base = base or {}
+    folder = Path(out) / (f"{name}@{base_label(base)}" if base and ROWS[name][1] is not None else name)
     start = time.perf_counter()
     if ROWS[name][1] is None:
         model, images_seen = train_keras_io(folder, minutes, seed=seed, verbose=verbose)
         facts = {"parameters": int(model.network.count_params()), "images_seen": int(images_seen)}
         return (lambda n, sampler, steps: model.generate(n, steps, seed=seed)), facts, time.perf_counter() - start
-    arguments = {**ROWS[name][1], "seed": seed, "max_minutes": minutes, "sample_every": 10_000}
+    arguments = {**base, **ROWS[name][1], "seed": seed, "max_minutes": minutes, "sample_every": 10_000}
     steps_per_second = _probe_steps_per_second(arguments)
     # size the learning-rate schedule to end with the budget (what is left of it after the probe)
     remaining = max(minutes * 60.0 - (time.perf_counter() - start), 1.0)
@@ -259,8 +284,11 @@ def score(sample, n, samplers=(("ddim", 50), ("dpm_solver_pp_2m", 20)), seed=0, 
     return results
 
 
-def ablate(out, rows=DEFAULT_ROWS, minutes=15.0, score_n=10000, seed=0, verbose=2):
-    """Run and score every row not yet in ``out/ablation.json``; return the list of row results."""
+def ablate(out, rows=DEFAULT_ROWS, minutes=15.0, score_n=10000, seed=0, verbose=2, base=None):
+    """Run and score every row not yet in ``out/ablation.json``; return the list of row results.
+
+    ``base`` (training arguments, e.g. ``{"target": "epsilon"}``) replaces the defaults under every row of
+    ours, so that rows measured against an earlier default can be re-run after the default changed."""
     out = Path(out)
     unknown = [row for row in rows if row not in ROWS]
     if unknown:
@@ -269,22 +297,28 @@ def ablate(out, rows=DEFAULT_ROWS, minutes=15.0, score_n=10000, seed=0, verbose=
         raise ValueError(f"--minutes must be > 0; received {minutes!r}.")
     if not isinstance(score_n, int) or score_n < 2:
         raise ValueError(f"--score-n must be an integer >= 2; received {score_n!r}.")
+    base = base or {}
     path = out / "ablation.json"
     done = json.loads(path.read_text()) if path.exists() else []
+
+    def wanted(row, name):
+        row_base = {} if ROWS[name][1] is None else base  # the keras.io row has no base
+        return row["row"] == name and row["minutes"] == minutes and row.get("base", {}) == row_base
+
     for name in rows:
-        if any(row["row"] == name and row["minutes"] == minutes for row in done):
+        if any(wanted(row, name) for row in done):
             continue
-        sample, facts, seconds = run_row(name, out, minutes, seed=seed, verbose=verbose)
+        sample, facts, seconds = run_row(name, out, minutes, seed=seed, verbose=verbose, base=base)
         row = {
-            "row": name, "description": ROWS[name][0], "arguments": ROWS[name][1], "minutes": minutes,
-            "train_seconds": seconds,
+            "row": name, "description": ROWS[name][0], "arguments": ROWS[name][1],
+            "base": {} if ROWS[name][1] is None else base, "minutes": minutes, "train_seconds": seconds,
             "score_n": score_n, **facts, "scores": score(sample, score_n, seed=seed, keras_io=ROWS[name][1] is None),
         }
         done.append(row)
         out.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(done, indent=2) + "\n")
         print(format_ablation([row], header=False) if len(done) > 1 else format_ablation([row]), flush=True)
-    return [row for row in done if row["row"] in rows and row["minutes"] == minutes]
+    return [row for row in done if any(wanted(row, name) for name in rows)]
 
 
 def _cell(row, sampler, field, spec):
@@ -301,7 +335,8 @@ def format_ablation(rows, header=True):
     ] if header else []
     for row in rows:
         cells = [
-            row["row"], row["description"], f"{row['parameters']:,}", f"{row['minutes']:g}",
+            row["row"], row["description"] + (f" (on {base_label(row['base'])})" if row.get("base") else ""),
+            f"{row['parameters']:,}", f"{row['minutes']:g}",
             f"{row['images_seen']:,}", _cell(row, "ddim_50", "fid", ".2f"),
             _cell(row, "ddim_50", "fid_ratio", ".1f") + "x", _cell(row, "dpm_solver_pp_2m_20", "fid", ".2f"),
             _cell(row, "ddim_50", "mean_max_probability", ".3f"), _cell(row, "ddim_50", "class_balance_kl", ".3f"),
@@ -317,6 +352,8 @@ def add_ablate_arguments(parser):
                         help=f"comma-separated rows (default: all of {', '.join(ROWS)})")
     parser.add_argument("--minutes", type=float, default=15.0, help="training budget per row (default: 15)")
     parser.add_argument("--score-n", type=int, default=10000, help="digits scored per sampler (default: 10000)")
+    parser.add_argument("--base", default="",
+                        help="training arguments under every row of ours, e.g. target=epsilon (default: none)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--verbose", type=int, default=2, help="Keras fit verbosity (default: 2)")
     return parser
@@ -325,7 +362,7 @@ def add_ablate_arguments(parser):
 def run_ablate(args):
     rows = tuple(part.strip() for part in args.rows.split(",") if part.strip())
     results = ablate(args.out, rows, minutes=args.minutes, score_n=args.score_n, seed=args.seed,
-                     verbose=args.verbose)
+                     verbose=args.verbose, base=parse_base(args.base))
     print()
     print(format_ablation(results))
     return 0

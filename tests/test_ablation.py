@@ -28,25 +28,41 @@ def test_ablation_runs_end_to_end_and_resumes(tmp_path, capsys):
     """Two real rows (ours and the keras.io anchor), trained for seconds and scored on 20 digits."""
     out = tmp_path / "ablation"
     assert cli_main(["ablate", "--out", str(out), "--rows", "tiny,keras-io", "--minutes", "0.15",
-                     "--score-n", "20", "--verbose", "0"]) == 0
+                     "--score-n", "20", "--verbose", "0", "--base", "target=epsilon"]) == 0
     rows = json.loads((out / "ablation.json").read_text())
     assert [row["row"] for row in rows] == ["tiny", "keras-io"]
+    # --base goes under our row (its run trained epsilon, not the default v) and not under the anchor
+    assert rows[0]["base"] == {"target": "epsilon"} and rows[1]["base"] == {}
+    assert json.loads((out / "tiny@target=epsilon" / "config.json").read_text())["target"] == "epsilon"
     for row in rows:
         assert row["images_seen"] > 0 and row["parameters"] > 0
         assert row["scores"]["ddim_50"]["fid"] > 0 and row["scores"]["ddim_50"]["floor_fid"] > 0
     assert "dpm_solver_pp_2m_20" in rows[0]["scores"] and "dpm_solver_pp_2m_20" not in rows[1]["scores"]
-    assert (out / "tiny" / "ema_network.keras").is_file() and (out / "keras-io" / "ema_network.keras").is_file()
+    assert (out / "tiny@target=epsilon" / "ema_network.keras").is_file()
+    assert (out / "keras-io" / "ema_network.keras").is_file()
     printed = capsys.readouterr().out
     assert "| keras-io | keras.io DDIM recipe (anchor) |" in printed
     # A second run finds both rows done and trains nothing.
     before = (out / "ablation.json").stat().st_mtime_ns
     assert cli_main(["ablate", "--out", str(out), "--rows", "tiny,keras-io", "--minutes", "0.15",
-                     "--score-n", "20"]) == 0
+                     "--score-n", "20", "--base", "target=epsilon"]) == 0
     assert (out / "ablation.json").stat().st_mtime_ns == before
 
 
 def test_ablation_bad_arguments(tmp_path, capsys):
     assert cli_main(["ablate", "--out", str(tmp_path), "--rows", "default,huge"]) == 2
     assert "--rows must be names from" in capsys.readouterr().err
+    assert cli_main(["ablate", "--out", str(tmp_path), "--rows", "tiny", "--base", "colour=red"]) == 2
+    assert "--base must be key=value pairs" in capsys.readouterr().err
     with pytest.raises(ValueError, match="--minutes must be > 0"):
         ablation.ablate(tmp_path, ("tiny",), minutes=0)
+
+
+def test_base_arguments_parse_and_bad_ones_are_named():
+    assert ablation.parse_base("target=epsilon, learning_rate=2e-3,ema_warmup=false") == {
+        "target": "epsilon", "learning_rate": 2e-3, "ema_warmup": False}
+    assert ablation.parse_base("") == {}
+    assert ablation.base_label({"target": "epsilon", "batch_size": 64}) == "batch_size=64,target=epsilon"
+    for bad in ("target", "colour=red"):
+        with pytest.raises(ValueError, match=f"--base must be key=value pairs .*received {bad!r}"):
+            ablation.parse_base(bad)
