@@ -204,6 +204,11 @@ def _probe_steps_per_second(arguments, short=10, long=60):
     return (long - short) / max(seconds[1] - seconds[0], 1e-6)
 
 
+def _is_anchor(name):
+    """The keras.io row: its own recipe, which ``--base`` does not touch."""
+    return ROWS[name][1] is None
+
+
 def base_label(base):
     """``base`` as ``key=value`` pairs joined by commas ("" for none), as ``--base`` takes it."""
     return ",".join(f"{key}={value}" for key, value in sorted(base.items()))
@@ -230,10 +235,10 @@ def run_row(name, out, minutes, seed=0, verbose=2, base=None):
     for ``minutes``; return ``(sample function, facts, seconds)`` for scoring."""
     if name not in ROWS:
         raise ValueError(f"row must be one of {sorted(ROWS)}; received {name!r}.")
-    base = base or {}
-    folder = Path(out) / (f"{name}@{base_label(base)}" if base and ROWS[name][1] is not None else name)
+    base = {} if _is_anchor(name) else (base or {})
+    folder = Path(out) / (f"{name}@{base_label(base)}" if base else name)
     start = time.perf_counter()
-    if ROWS[name][1] is None:
+    if _is_anchor(name):
         model, images_seen = train_keras_io(folder, minutes, seed=seed, verbose=verbose)
         facts = {"parameters": int(model.network.count_params()), "images_seen": int(images_seen)}
         return (lambda n, sampler, steps: model.generate(n, steps, seed=seed)), facts, time.perf_counter() - start
@@ -302,7 +307,7 @@ def ablate(out, rows=DEFAULT_ROWS, minutes=15.0, score_n=10000, seed=0, verbose=
     done = json.loads(path.read_text()) if path.exists() else []
 
     def wanted(row, name):
-        row_base = {} if ROWS[name][1] is None else base  # the keras.io row has no base
+        row_base = {} if _is_anchor(name) else base
         return row["row"] == name and row["minutes"] == minutes and row.get("base", {}) == row_base
 
     for name in rows:
@@ -311,8 +316,8 @@ def ablate(out, rows=DEFAULT_ROWS, minutes=15.0, score_n=10000, seed=0, verbose=
         sample, facts, seconds = run_row(name, out, minutes, seed=seed, verbose=verbose, base=base)
         row = {
             "row": name, "description": ROWS[name][0], "arguments": ROWS[name][1],
-            "base": {} if ROWS[name][1] is None else base, "minutes": minutes, "train_seconds": seconds,
-            "score_n": score_n, **facts, "scores": score(sample, score_n, seed=seed, keras_io=ROWS[name][1] is None),
+            "base": {} if _is_anchor(name) else base, "minutes": minutes, "train_seconds": seconds,
+            "score_n": score_n, **facts, "scores": score(sample, score_n, seed=seed, keras_io=_is_anchor(name)),
         }
         done.append(row)
         out.mkdir(parents=True, exist_ok=True)
