@@ -5,10 +5,11 @@ and scores the digits with the package evaluator. Equal *time*, not equal steps,
 for a CPU user: a bigger network or batch sees fewer images in the same minutes.
 
 Each of our rows changes one training argument from ``training.DEFAULTS``, or from ``--base`` (e.g.
-``--base target=epsilon`` re-runs rows that were measured before the default target became v). For
-each of them a short probe first measures the recipe's optimizer steps per second, so that the
-warm-up + cosine learning-rate schedule is sized to end when the budget does; ``TimeBudget`` then stops
-the run at the budget whatever the probe said. Each row trains in its own folder under ``--out`` with
+``--base target=epsilon`` re-runs rows that were measured before the default target became v). Each
+row's learning rate follows the clock (``training.time_cosine``: warm-up over the first 10% of the
+budget, cosine decay to zero at its end), so every recipe gets a whole schedule in its minutes whatever
+its step rate. (Rows measured before commit "Ablation: ... by the clock" sized a step schedule from a
+probe of the step rate instead; the model card says which.) Each row trains in its own folder under ``--out`` with
 ``training.train`` (resumable), and every finished row is appended to ``ablation.json`` there, so an
 interrupted ablation re-run skips what is done.
 
@@ -41,7 +42,7 @@ from diffusion_keras import data, training
 
 # name -> (what it changes, training arguments on top of training.DEFAULTS); None marks the keras.io row
 ROWS = {
-    "default": ("our default recipe: small U-Net, cosine, v, batch 128, lr 1e-3, EMA warm-up", {}),
+    "default": ("our default recipe: small U-Net, cosine, v, batch 128, lr 2e-3, EMA warm-up", {}),
     "tiny": ("size tiny (121k parameters)", {"size": "tiny"}),
     "medium": ("size medium (1.4M parameters: widths 32-64-96, one block per level)", {"size": "medium"}),
     "base": ("size base (2.2M parameters)", {"size": "base"}),
@@ -49,8 +50,8 @@ ROWS = {
     "epsilon": ("epsilon prediction", {"target": "epsilon"}),
     "min-snr": ("Min-SNR-5 loss weighting", {"min_snr_gamma": 5.0}),
     "no-ema-warmup": ("plain EMA 0.999, no warm-up", {"ema_warmup": False}),
-    "lr-2e-3": ("learning rate 2e-3", {"learning_rate": 2e-3}),
-    "lr-5e-4": ("learning rate 5e-4", {"learning_rate": 5e-4}),
+    "lr-1e-3": ("learning rate 1e-3", {"learning_rate": 1e-3}),
+    "lr-4e-3": ("learning rate 4e-3", {"learning_rate": 4e-3}),
     "batch-64": ("batch 64", {"batch_size": 64}),
     "batch-256": ("batch 256", {"batch_size": 256}),
     "keras-io": ("keras.io DDIM recipe (anchor)", None),
@@ -187,23 +188,6 @@ def train_keras_io(out, minutes, seed=0, batch_size=64, verbose=2):
 # ---------------------------------------------------------------------------------------------------
 
 
-def _probe_steps_per_second(arguments, short=10, long=60):
-    """Optimizer steps per second of the recipe in steady state.
-
-    Every ``fit`` call pays a fixed cost (a new dataset iterator fills its shuffle buffer, callbacks start),
-    so the rate is taken from the difference of a ``short`` and a ``long`` timed call after a tracing call.
-    """
-    config = training._check_config(arguments)
-    model, dataset, _ = training.build_training(config)
-    model.fit(dataset, epochs=1, steps_per_epoch=3, verbose=0, shuffle=False)  # traces the step
-    seconds = []
-    for steps in (short, long):
-        start = time.perf_counter()
-        model.fit(dataset, epochs=1, steps_per_epoch=steps, verbose=0, shuffle=False)
-        seconds.append(time.perf_counter() - start)
-    return (long - short) / max(seconds[1] - seconds[0], 1e-6)
-
-
 def _is_anchor(name):
     """The keras.io row: its own recipe, which ``--base`` does not touch."""
     return ROWS[name][1] is None
@@ -242,17 +226,11 @@ def run_row(name, out, minutes, seed=0, verbose=2, base=None):
         model, images_seen = train_keras_io(folder, minutes, seed=seed, verbose=verbose)
         facts = {"parameters": int(model.network.count_params()), "images_seen": int(images_seen)}
         return (lambda n, sampler, steps: model.generate(n, steps, seed=seed)), facts, time.perf_counter() - start
-    arguments = {**base, **ROWS[name][1], "seed": seed, "max_minutes": minutes, "sample_every": 10_000}
-    steps_per_second = _probe_steps_per_second(arguments)
-    # size the learning-rate schedule to end with the budget (what is left of it after the probe)
-    remaining = max(minutes * 60.0 - (time.perf_counter() - start), 1.0)
-    total_steps = max(int(steps_per_second * remaining), 2)
-    steps_per_epoch = min(100, total_steps)
-    arguments.update(
-        epochs=max(total_steps // steps_per_epoch, 1), steps_per_epoch=steps_per_epoch,
-        warmup_steps=min(training.DEFAULTS["warmup_steps"], total_steps // 10),
-        max_minutes=remaining / 60.0,
-    )
+    # the learning rate warms up and decays by the clock, so the schedule ends exactly with the budget
+    arguments = {
+        **base, **ROWS[name][1], "seed": seed, "max_minutes": minutes, "lr_schedule": "time_cosine",
+        "epochs": 100_000, "steps_per_epoch": 100, "sample_every": 100_000,
+    }
     model = training.train(folder, verbose=verbose, **arguments)
     batch = arguments.get("batch_size", training.DEFAULTS["batch_size"])
     facts = {

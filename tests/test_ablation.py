@@ -33,7 +33,10 @@ def test_ablation_runs_end_to_end_and_resumes(tmp_path, capsys):
     assert [row["row"] for row in rows] == ["tiny", "keras-io"]
     # --base goes under our row (its run trained epsilon, not the default v) and not under the anchor
     assert rows[0]["base"] == {"target": "epsilon"} and rows[1]["base"] == {}
-    assert json.loads((out / "tiny@target=epsilon" / "config.json").read_text())["target"] == "epsilon"
+    config = json.loads((out / "tiny@target=epsilon" / "config.json").read_text())
+    assert config["target"] == "epsilon" and config["lr_schedule"] == "time_cosine"
+    # the row trained until its 9 s budget was spent (tracing included), and time.json says so for a resume
+    assert json.loads((out / "tiny@target=epsilon" / "time.json").read_text())["seconds_trained"] >= 9.0
     for row in rows:
         assert row["images_seen"] > 0 and row["parameters"] > 0
         assert row["scores"]["ddim_50"]["fid"] > 0 and row["scores"]["ddim_50"]["floor_fid"] > 0

@@ -94,10 +94,47 @@ def test_warmup_cosine_shape():
         training.warmup_cosine(1e-3, total_steps=100, warmup_steps=100)
 
 
+def test_time_cosine_shape():
+    fractions = (0.0, 0.05, 0.1, 0.55, 1.0, 1.5)
+    values = [training.time_cosine(1e-3, fraction, warmup_fraction=0.1) for fraction in fractions]
+    np.testing.assert_allclose(values, [0.0, 5e-4, 1e-3, 5e-4, 0.0, 0.0], atol=1e-12)
+
+
+def test_time_cosine_learning_rate_follows_the_clock():
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.AdamW(2e-3), loss="mse")
+    callback = training.TimeCosineLearningRate(2e-3, minutes=10.0)
+    callback.set_model(model)
+    callback.on_train_begin()
+    callback.start -= 0.55 * 600.0  # 55% of the budget spent: half-way through the cosine decay
+    callback.on_train_batch_begin(0)
+    assert float(model.optimizer.learning_rate) == pytest.approx(1e-3, rel=1e-3)
+    callback.on_train_batch_end(0)
+    assert not model.stop_training
+    callback.start -= 0.5 * 600.0  # past the budget: the rate is zero and training stops
+    callback.on_train_batch_begin(1)
+    callback.on_train_batch_end(1)
+    assert float(model.optimizer.learning_rate) == 0.0 and model.stop_training
+
+
+def test_time_budget_counts_the_time_of_the_run_it_resumes(tmp_path):
+    budget = training.TimeBudget(1.0, tmp_path / "time.json")
+    budget.on_train_begin()
+    budget.start -= 30.0  # as if 30 s of training had passed
+    budget.on_epoch_end(0)
+    resumed = training.TimeBudget(1.0, tmp_path / "time.json")
+    resumed.on_train_begin()
+    assert 30.0 <= resumed.elapsed() < 35.0
+    fresh = training.TimeBudget(1.0)  # without a state file every fit starts from zero
+    fresh.on_train_begin()
+    assert fresh.elapsed() < 5.0
+
+
 @pytest.mark.parametrize(
     "arguments, message",
     [
         ({"epochs": 0}, "epochs must be an integer >= 1; received 0"),
+        ({"lr_schedule": "time_cosine"}, "lr_schedule='time_cosine' follows the --max-minutes budget"),
         ({"lr_schedule": "step"}, "lr_schedule must be one of"),
         ({"optimiser": "sgd"}, r"Unknown training arguments \['optimiser'\]"),
     ],
