@@ -8,10 +8,10 @@ Each of our rows changes one training argument from ``training.DEFAULTS``, or fr
 ``--base target=epsilon`` re-runs rows that were measured before the default target became v). Each
 row's learning rate follows the clock (``training.time_cosine``: warm-up over the first 10% of the
 budget, cosine decay to zero at its end), so every recipe gets a whole schedule in its minutes whatever
-its step rate. (Rows measured before commit "Ablation: ... by the clock" sized a step schedule from a
-probe of the step rate instead; the model card says which.) Each row trains in its own folder under ``--out`` with
-``training.train`` (resumable), and every finished row is appended to ``ablation.json`` there, so an
-interrupted ablation re-run skips what is done.
+its step rate. (The first rows, up to commit 7d1cb7f, sized a schedule over steps from a probe of the
+step rate instead; the model card says which rows.) Each row trains in its own folder under ``--out``
+with ``training.train`` (resumable, and a resumed row spends what is left of its budget), and every
+finished row is appended to ``ablation.json`` there, so an interrupted ablation re-run skips what is done.
 
 The ``keras-io`` row is the anchor every recipe must beat: the well-known keras.io "Denoising Diffusion
 Implicit Models" example as described in its text, re-implemented here for this comparison only:
