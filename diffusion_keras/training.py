@@ -406,7 +406,7 @@ def add_train_arguments(parser):
     parser.add_argument("--learning-rate", type=float, default=DEFAULTS["learning_rate"])
     parser.add_argument("--lr-schedule", default=DEFAULTS["lr_schedule"], choices=LR_SCHEDULES,
                         help="warmup_cosine over the run's steps (default), constant, or time_cosine over "
-                        "the --max-minutes budget by the clock")
+                        "the --max-minutes budget by the clock (warm-up: its first 10%%)")
     parser.add_argument("--warmup-steps", type=int, default=DEFAULTS["warmup_steps"])
     parser.add_argument("--weight-decay", type=float, default=DEFAULTS["weight_decay"])
     parser.add_argument("--seed", type=int, default=DEFAULTS["seed"])
