@@ -193,6 +193,11 @@ def _is_anchor(name):
     return ROWS[name][1] is None
 
 
+def _row_base(name, base):
+    """The ``--base`` arguments that row ``name`` trains on: none for the anchor."""
+    return {} if _is_anchor(name) else dict(base or {})
+
+
 def base_label(base):
     """``base`` as ``key=value`` pairs joined by commas ("" for none), as ``--base`` takes it."""
     return ",".join(f"{key}={value}" for key, value in sorted(base.items()))
@@ -219,7 +224,7 @@ def run_row(name, out, minutes, seed=0, verbose=2, base=None):
     for ``minutes``; return ``(sample function, facts, seconds)`` for scoring."""
     if name not in ROWS:
         raise ValueError(f"row must be one of {sorted(ROWS)}; received {name!r}.")
-    base = {} if _is_anchor(name) else (base or {})
+    base = _row_base(name, base)
     folder = Path(out) / (f"{name}@{base_label(base)}" if base else name)
     start = time.perf_counter()
     if _is_anchor(name):
@@ -285,8 +290,7 @@ def ablate(out, rows=DEFAULT_ROWS, minutes=15.0, score_n=10000, seed=0, verbose=
     done = json.loads(path.read_text()) if path.exists() else []
 
     def wanted(row, name):
-        row_base = {} if _is_anchor(name) else base
-        return row["row"] == name and row["minutes"] == minutes and row.get("base", {}) == row_base
+        return row["row"] == name and row["minutes"] == minutes and row.get("base", {}) == _row_base(name, base)
 
     for name in rows:
         if any(wanted(row, name) for row in done):
@@ -294,7 +298,7 @@ def ablate(out, rows=DEFAULT_ROWS, minutes=15.0, score_n=10000, seed=0, verbose=
         sample, facts, seconds = run_row(name, out, minutes, seed=seed, verbose=verbose, base=base)
         row = {
             "row": name, "description": ROWS[name][0], "arguments": ROWS[name][1],
-            "base": {} if _is_anchor(name) else base, "minutes": minutes, "train_seconds": seconds,
+            "base": _row_base(name, base), "minutes": minutes, "train_seconds": seconds,
             "score_n": score_n, **facts, "scores": score(sample, score_n, seed=seed, keras_io=_is_anchor(name)),
         }
         done.append(row)

@@ -98,6 +98,10 @@ def test_time_cosine_shape():
     fractions = (0.0, 0.05, 0.1, 0.55, 1.0, 1.5)
     values = [training.time_cosine(1e-3, fraction, warmup_fraction=0.1) for fraction in fractions]
     np.testing.assert_allclose(values, [0.0, 5e-4, 1e-3, 5e-4, 0.0, 0.0], atol=1e-12)
+    # the same curve as the step schedule, with the budget's fraction in place of the step's
+    steps = training.warmup_cosine(1e-3, total_steps=1000, warmup_steps=100)
+    for fraction in np.linspace(0.0, 1.0, 21):
+        assert training.time_cosine(1e-3, fraction) == pytest.approx(float(steps(1000 * fraction)), abs=1e-9)
 
 
 def test_time_cosine_learning_rate_follows_the_clock():
