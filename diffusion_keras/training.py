@@ -110,6 +110,13 @@ class SaveEMANetwork(keras.callbacks.Callback):
         self.model.ema_network.save(self.path)
 
 
+def seconds_trained(state_path):
+    """The seconds of training that ``TimeBudget`` recorded in ``state_path`` (0 without one)."""
+    if state_path is None or not Path(state_path).is_file():
+        return 0.0
+    return float(json.loads(Path(state_path).read_text())["seconds_trained"])
+
+
 class TimeBudget(keras.callbacks.Callback):
     """Stop training once ``minutes`` of wall-clock training time have passed.
 
@@ -126,10 +133,7 @@ class TimeBudget(keras.callbacks.Callback):
         self.start = None
 
     def on_train_begin(self, logs=None):
-        spent = 0.0
-        if self.state_path and self.state_path.is_file():
-            spent = float(json.loads(self.state_path.read_text())["seconds_trained"])
-        self.start = time.perf_counter() - spent
+        self.start = time.perf_counter() - seconds_trained(self.state_path)
 
     def elapsed(self):
         """Seconds of training so far, this run and the ones it resumed."""
@@ -364,19 +368,27 @@ def train(out, verbose=1, **arguments):
     config = _check_config(arguments)
     out = Path(out)
     _run_config(out, config)
+    if config["max_minutes"] and seconds_trained(out / "time.json") >= 60.0 * config["max_minutes"]:
+        # The budget was spent before: fit would still run one batch and log it as an epoch. The last
+        # checkpoint holds everything trained (time.json is written after it).
+        model = keras.saving.load_model(out / "checkpoint.keras", safe_mode=True)
+        model.save(out / "model.keras")
+        return model
     model, dataset, steps_per_epoch = build_training(config)
     callbacks = [
         keras.callbacks.CSVLogger(out / "log.csv", append=True),
         keras.callbacks.ModelCheckpoint(out / "checkpoint.keras"),
         SaveEMANetwork(out / "ema_network.keras"),
         SampleGrid(out / "samples", every=config["sample_every"], steps=config["sample_steps"], seed=config["seed"]),
-        # Last, so that once the backup says "epoch N done", every other output of epoch N is written.
+        # After the others, so that once the backup says "epoch N done", every other output of epoch N is written.
         keras.callbacks.BackupAndRestore(out / "backup", delete_checkpoint=False),
     ]
+    # The budget's time.json goes last: a kill just before it leaves the time short, and the resumed run
+    # trains a few seconds past its budget rather than finding it spent with an older checkpoint.
     if config["lr_schedule"] == "time_cosine":
-        callbacks.insert(0, TimeCosineLearningRate(config["learning_rate"], config["max_minutes"], out / "time.json"))
+        callbacks.append(TimeCosineLearningRate(config["learning_rate"], config["max_minutes"], out / "time.json"))
     elif config["max_minutes"]:
-        callbacks.insert(0, TimeBudget(config["max_minutes"], out / "time.json"))
+        callbacks.append(TimeBudget(config["max_minutes"], out / "time.json"))
     # shuffle=False: the dataset shuffles itself; Keras would only warn that it cannot.
     model.fit(
         dataset, epochs=config["epochs"], steps_per_epoch=steps_per_epoch, callbacks=callbacks,

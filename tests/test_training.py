@@ -134,6 +134,24 @@ def test_time_budget_counts_the_time_of_the_run_it_resumes(tmp_path):
     assert fresh.elapsed() < 5.0
 
 
+def test_a_run_whose_budget_is_spent_trains_nothing_more(tmp_path):
+    """Started again after its --max-minutes were spent, a run only finishes: no extra batch, no extra epoch."""
+    arguments = dict(size="tiny", timesteps=50, epochs=4, steps_per_epoch=3, batch_size=16, subset=128,
+                     warmup_steps=2, sample_steps=2, sample_every=4, max_minutes=0.01)  # 0.6 s: tracing spends it
+    first = training.train(tmp_path, verbose=0, **arguments)
+    steps = int(first.optimizer.iterations)
+    log = (tmp_path / "log.csv").read_text()
+    assert steps < 4 * 3 and len(log.strip().splitlines()) == 2  # stopped inside the first epoch
+    (tmp_path / "model.keras").unlink()
+    again = training.train(tmp_path, verbose=0, **arguments)
+    assert int(again.optimizer.iterations) == steps
+    assert (tmp_path / "log.csv").read_text() == log
+    reloaded = keras.saving.load_model(tmp_path / "model.keras")
+    assert int(reloaded.optimizer.iterations) == steps
+    for saved, trained in zip(reloaded.ema_network.weights, first.ema_network.weights):
+        np.testing.assert_array_equal(saved.numpy(), trained.numpy())
+
+
 @pytest.mark.parametrize(
     "arguments, message",
     [
