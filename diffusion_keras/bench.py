@@ -161,8 +161,9 @@ def add_bench_arguments(parser):
     parser.add_argument("--sizes", nargs="+", default=["small"],
                         help="network presets, or widths like 32-64-96 (default: small)")
     parser.add_argument("--train-batch", type=int, default=128, help="training batch size (default: 128)")
-    parser.add_argument("--variants", nargs="+", default=["fp32", "bf16", "fp32+jit", "bf16+jit"],
-                        help="precision/XLA variants: fp32, bf16, fp32+jit, bf16+jit")
+    parser.add_argument("--variants", nargs="+", default=None,
+                        help="precision/XLA variants: fp32, bf16, fp32+jit, bf16+jit (default: all four where "
+                        "the hardware has native bfloat16, else fp32 and fp32+jit: emulated bf16 is very slow)")
     parser.add_argument("--samplers", action="store_true", help="also time the samplers (10-1000 steps)")
     parser.add_argument("--sampler-n", type=int, default=64, help="images per sampler run")
     parser.add_argument("--sampler-steps", type=int, nargs="+", default=[10, 20, 50, 1000],
@@ -179,16 +180,26 @@ VARIANTS = {
 }
 
 
+def default_variants(native_bfloat16):
+    """Every variant where bfloat16 is native; otherwise the float32 ones (emulated bf16 takes many minutes)."""
+    return list(VARIANTS) if native_bfloat16 else [name for name in VARIANTS if not name.startswith("bf16")]
+
+
 def run_bench(args):
-    unknown = sorted(set(args.variants) - set(VARIANTS))
+    from diffusion_keras.training import native_bfloat16
+
+    native = native_bfloat16()
+    variants = args.variants or default_variants(native)
+    unknown = sorted(set(variants) - set(VARIANTS))
     if unknown:
         raise ValueError(f"--variants must be some of {sorted(VARIANTS)}; received {unknown}.")
     print(machine_summary())
+    print(f"native bfloat16: {'yes' if native else 'no (emulated: train uses float32; bf16 variants only if asked for)'}")
     matmul = {"float32": matmul_gflops("float32"), "mixed_bfloat16": matmul_gflops("bfloat16")}
     print(f"matmul 2048x2048: fp32 {matmul['float32']:.1f} GFLOP/s, bf16 {matmul['mixed_bfloat16']:.1f} GFLOP/s\n")
     rows = []
     for size in args.sizes if args.training else []:
-        for variant in args.variants:
+        for variant in variants:
             policy, jit = VARIANTS[variant]
             row = network_throughput(size, policy, jit, train_batch=args.train_batch, repeats=args.repeats)
             row["variant"] = variant

@@ -3,7 +3,8 @@
 A run writes everything into one output folder::
 
     out/
-      config.json            the arguments of the run (a resumed run must use the same ones)
+      config.json            the arguments of the run (a resumed run must use the same ones, except
+                             the speed options mixed_precision and jit_compile)
       log.csv                one row of losses per epoch (keras.callbacks.CSVLogger, appended on resume)
       samples/epoch_005.png  a grid of EMA samples every ``--sample-every`` epochs
       backup/                BackupAndRestore state: weights, optimizer, EMA, RNG and epoch counter
@@ -201,14 +202,19 @@ DEFAULTS = {
     "seed": 0,
     "sample_every": 1,
     "sample_steps": 20,
-    # measured by `bench` on the 2-core CPU: mixed_bfloat16 trains the small U-Net 18% faster than
-    # float32; XLA (jit_compile) is slower in both precisions, so it stays off
-    "mixed_precision": True,
+    # "auto": mixed_bfloat16 only where the hardware computes in bfloat16 natively (native_bfloat16):
+    # it trained the small U-Net 11% faster than float32 on a Zen 4 CPU (AVX512-BF16; `bench`), but 8x
+    # slower on a Zen 3 (AVX2 only), which emulates it (README, Performance). XLA (jit_compile) was slower
+    # in both precisions on the Zen 4, so it stays off.
+    "mixed_precision": "auto",
     "jit_compile": False,
     "init_from": None,
     "max_minutes": None,
 }
 LR_SCHEDULES = ("constant", "warmup_cosine", "time_cosine")
+# Options that change how fast a step runs, not what it computes (beyond rounding): a resumed run may
+# change them, e.g. when it resumes on another machine.
+_SPEED_OPTIONS = ("mixed_precision", "jit_compile")
 # Options whose default changed after runs had been written without them: a config.json that lacks the
 # key was trained with this value (ema_warmup existed as an off switch before it became the default).
 _VALUE_WHEN_ABSENT = {"ema_warmup": False}
@@ -263,7 +269,10 @@ def _run_config(out, config):
         # a key added to DEFAULTS after the run started takes the value the run was trained with, so
         # older runs still resume, and resume as they started
         previous = {**DEFAULTS, **_VALUE_WHEN_ABSENT, **previous}
-        changed = {key: (previous.get(key), value) for key, value in config.items() if previous.get(key) != value}
+        changed = {
+            key: (previous.get(key), value) for key, value in config.items()
+            if previous.get(key) != value and key not in _SPEED_OPTIONS
+        }
         if changed:
             details = ", ".join(f"{key}: {old!r} -> {new!r}" for key, (old, new) in changed.items())
             raise ValueError(
@@ -290,7 +299,61 @@ def _check_config(arguments):
         raise ValueError(f"max_minutes must be None or a number > 0; received {config['max_minutes']!r}.")
     if config["lr_schedule"] == "time_cosine" and config["max_minutes"] is None:
         raise ValueError("lr_schedule='time_cosine' follows the --max-minutes budget; received max_minutes=None.")
+    resolve_mixed_precision(config["mixed_precision"], cpu_flags=set(), gpu_capabilities=[])  # checks the value
     return config
+
+
+# CPU flags (Linux /proc/cpuinfo) of instructions that compute bfloat16 products natively: AVX512-BF16
+# (Intel Cooper Lake and Sapphire Rapids on, AMD Zen 4 on) and AMX (Intel Sapphire Rapids on).
+BFLOAT16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def _cpu_flags():
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:  # not Linux: no flags known, so float32
+        return set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
+def _gpu_capabilities():
+    import tensorflow as tf
+
+    return [
+        tuple(tf.config.experimental.get_device_details(gpu).get("compute_capability") or (0, 0))
+        for gpu in tf.config.list_physical_devices("GPU")
+    ]
+
+
+def native_bfloat16(cpu_flags=None, gpu_capabilities=None):
+    """Whether the device that trains computes in bfloat16 natively, so ``mixed_bfloat16`` pays off.
+
+    With a GPU, TensorFlow trains on it: bfloat16 needs NVIDIA compute capability 8.0 (Ampere) or newer.
+    Without one, the CPU needs AVX512-BF16 or AMX; other CPUs emulate bfloat16 through float32, which
+    trains the default network 8x slower than plain float32 (measured on an AMD Zen 3).
+
+    Args:
+        cpu_flags: the CPU's feature flags; default: read from ``/proc/cpuinfo`` (none elsewhere).
+        gpu_capabilities: ``(major, minor)`` compute capabilities of the visible GPUs; default: asked
+            of TensorFlow.
+    """
+    gpus = _gpu_capabilities() if gpu_capabilities is None else list(gpu_capabilities)
+    if gpus:
+        return all(tuple(capability) >= (8, 0) for capability in gpus)
+    flags = _cpu_flags() if cpu_flags is None else set(cpu_flags)
+    return any(flag in flags for flag in BFLOAT16_CPU_FLAGS)
+
+
+def resolve_mixed_precision(value, cpu_flags=None, gpu_capabilities=None):
+    """``True``/``False`` as given; ``"auto"``: ``native_bfloat16()`` on this machine."""
+    if value == "auto":
+        return native_bfloat16(cpu_flags, gpu_capabilities)
+    if isinstance(value, bool):
+        return value
+    raise ValueError(f"mixed_precision must be True, False or 'auto'; received {value!r}.")
 
 
 @contextlib.contextmanager
@@ -324,7 +387,7 @@ def build_training(config):
     keras.utils.set_random_seed(config["seed"])
     schedule = schedules.get(config["schedule"], T=config["timesteps"])
     num_classes = 10 if config["conditional"] else None
-    with mixed_precision_policy("mixed_bfloat16" if config["mixed_precision"] else "float32"):
+    with mixed_precision_policy("mixed_bfloat16" if resolve_mixed_precision(config["mixed_precision"]) else "float32"):
         # the layers keep this policy; the global one is restored for whatever the process does next
         network = networks.build_network(config["size"], num_classes=num_classes, num_timesteps=schedule.T)
         if config["init_from"]:
@@ -425,7 +488,8 @@ def add_train_arguments(parser):
     parser.add_argument("--sample-every", type=int, default=DEFAULTS["sample_every"], help="epochs between grids")
     parser.add_argument("--sample-steps", type=int, default=DEFAULTS["sample_steps"])
     parser.add_argument("--mixed-precision", action=argparse.BooleanOptionalAction, default=DEFAULTS["mixed_precision"],
-                        help="mixed_bfloat16 policy (default: on, faster on this CPU; see `bench`)")
+                        help="mixed_bfloat16 policy (default: auto, on only where the CPU has AVX512-BF16/AMX "
+                        "or the GPU is compute capability >= 8.0; emulated bfloat16 is slower, see `bench`)")
     parser.add_argument("--jit-compile", action="store_true", help="XLA-compile the train step")
     parser.add_argument("--init-from", default=None,
                         help="warm-start from this .keras model or shipped name, e.g. mnist (same --size); "

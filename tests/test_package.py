@@ -65,7 +65,7 @@ def test_bench_command_prints_both_tables():
         capture_output=True, text=True, cwd=ROOT, timeout=600,
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "matmul 2048x2048: fp32" in result.stdout
+    assert "matmul 2048x2048: fp32" in result.stdout and "native bfloat16: " in result.stdout
     assert "train img/s" in result.stdout and "step overhead" in result.stdout
     assert "overhead" in result.stdout.split("samplers,")[1]
 
@@ -75,6 +75,13 @@ def test_bench_rejects_unknown_variants(capsys):
 
     assert cli.main(["bench", "--variants", "fp64"]) == 2
     assert "--variants must be some of ['bf16', 'bf16+jit', 'fp32', 'fp32+jit']; received ['fp64']" in capsys.readouterr().err
+
+
+def test_bench_leaves_emulated_bfloat16_out_unless_asked():
+    from diffusion_keras import bench
+
+    assert bench.default_variants(True) == ["fp32", "bf16", "fp32+jit", "bf16+jit"]
+    assert bench.default_variants(False) == ["fp32", "fp32+jit"]
 
 
 def test_bench_builds_presets_and_width_lists():

@@ -64,6 +64,8 @@ def test_resuming_with_other_arguments_is_refused(tmp_path):
     training._run_config(tmp_path, {**training.DEFAULTS})
     with pytest.raises(ValueError, match=r"holds a run with other arguments \(batch_size: 128 -> 64\)"):
         training._run_config(tmp_path, {**training.DEFAULTS, "batch_size": 64})
+    # the speed options may change, e.g. a run resumed on a machine without native bfloat16
+    training._run_config(tmp_path, {**training.DEFAULTS, "mixed_precision": False, "jit_compile": True})
 
 
 def test_a_run_from_before_a_new_option_still_resumes(tmp_path):
@@ -84,6 +86,39 @@ def test_ema_warmup_is_on_by_default_and_can_be_switched_off():
     parser = training.add_train_arguments(argparse.ArgumentParser())
     assert parser.parse_args([]).ema_warmup is True
     assert parser.parse_args(["--no-ema-warmup"]).ema_warmup is False
+
+
+@pytest.mark.parametrize(
+    "cpu_flags, gpus, native",
+    [
+        ({"avx2", "fma"}, [], False),  # AMD Zen 3: bfloat16 emulated
+        ({"avx2", "avx512f", "avx512_bf16"}, [], True),  # AMD Zen 4, Intel Cooper Lake
+        ({"avx512f", "amx_bf16", "amx_tile"}, [], True),  # Intel Sapphire Rapids
+        ({"avx512_bf16"}, [(7, 5)], False),  # a T4 trains, whatever the CPU has
+        (set(), [(8, 0)], True),  # A100
+        (set(), [(9, 0), (7, 0)], False),  # one old GPU slows every replica
+    ],
+)
+def test_auto_mixed_precision_is_on_only_with_native_bfloat16(cpu_flags, gpus, native):
+    assert training.native_bfloat16(cpu_flags, gpus) is native
+    assert training.resolve_mixed_precision("auto", cpu_flags, gpus) is native
+    assert training.resolve_mixed_precision(True, cpu_flags, gpus) is True
+    assert training.resolve_mixed_precision(False, cpu_flags, gpus) is False
+
+
+def test_mixed_precision_option_reaches_the_network():
+    import argparse
+
+    parser = training.add_train_arguments(argparse.ArgumentParser())
+    assert parser.parse_args([]).mixed_precision == "auto" == training.DEFAULTS["mixed_precision"]
+    assert parser.parse_args(["--mixed-precision"]).mixed_precision is True
+    assert parser.parse_args(["--no-mixed-precision"]).mixed_precision is False
+    native = "bfloat16" if training.native_bfloat16() else "float32"
+    for value, compute_dtype in [("auto", native), (True, "bfloat16"), (False, "float32")]:
+        config = {**training.DEFAULTS, "size": "tiny", "subset": 64, "batch_size": 16, "mixed_precision": value}
+        model, _, _ = training.build_training(config)
+        assert model.network.get_layer("input_conv").compute_dtype == compute_dtype, value
+    assert keras.mixed_precision.global_policy().name == "float32"  # restored after the build
 
 
 def test_warmup_cosine_shape():
@@ -159,6 +194,7 @@ def test_a_run_whose_budget_is_spent_trains_nothing_more(tmp_path):
         ({"lr_schedule": "time_cosine"}, "lr_schedule='time_cosine' follows the --max-minutes budget"),
         ({"lr_schedule": "step"}, "lr_schedule must be one of"),
         ({"optimiser": "sgd"}, r"Unknown training arguments \['optimiser'\]"),
+        ({"mixed_precision": "yes"}, "mixed_precision must be True, False or 'auto'; received 'yes'"),
     ],
 )
 def test_bad_training_arguments(tmp_path, arguments, message):
