@@ -308,9 +308,10 @@ def _check_config(arguments):
 BFLOAT16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
-def _cpu_flags():
+def _cpu_flags(cpuinfo="/proc/cpuinfo"):
+    """The feature flags of the first CPU listed in ``cpuinfo``; none where that file is missing."""
     try:
-        text = Path("/proc/cpuinfo").read_text()
+        text = Path(cpuinfo).read_text()
     except OSError:  # not Linux: no flags known, so float32
         return set()
     for line in text.splitlines():

@@ -106,6 +106,18 @@ def test_auto_mixed_precision_is_on_only_with_native_bfloat16(cpu_flags, gpus, n
     assert training.resolve_mixed_precision(False, cpu_flags, gpus) is False
 
 
+def test_cpu_flags_are_read_from_cpuinfo(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(
+        "processor\t: 0\nvendor_id\t: AuthenticAMD\nflags\t\t: fpu sse2 avx2 fma avx512f avx512_bf16\n"
+        "bugs\t\t: sysret_ss_attrs\n\nprocessor\t: 1\nflags\t\t: fpu sse2\n"
+    )
+    flags = training._cpu_flags(cpuinfo)
+    assert flags == {"fpu", "sse2", "avx2", "fma", "avx512f", "avx512_bf16"}
+    assert training.native_bfloat16(flags, []) is True
+    assert training._cpu_flags(tmp_path / "missing") == set()  # not Linux: nothing known, so float32
+
+
 def test_mixed_precision_option_reaches_the_network():
     import argparse
 
