@@ -110,6 +110,7 @@ def network_throughput(size="small", policy="float32", jit_compile=False, train_
         network = build_sized_network(size)
         diffusion = model_module.DiffusionModel(network, schedule="cosine", seed=0)
         diffusion.compile(optimizer=keras.optimizers.AdamW(1e-4))
+        diffusion.optimizer.build(diffusion.trainable_variables)  # fit would do it (make_train_function)
         images = tf.random.uniform((train_batch, 32, 32, 1), -1.0, 1.0, seed=0)
         train_step = tf.function(diffusion.train_step, jit_compile=jit_compile)
         train_step(images)

@@ -363,6 +363,15 @@ class DiffusionModel(keras.Model):
     def call(self, inputs, training=False):
         return self.network(inputs, training=training)
 
+    def make_train_function(self, force=False):
+        # Without a distribution strategy Keras builds the optimizer inside the first traced train step,
+        # and a tf.function that creates variables is traced twice: that doubled the start-up of every
+        # fit (40 s against 21 s for the tiny network on the 2-core CPU). Both networks hold their
+        # weights already, so the optimizer's slots can be made before tracing.
+        if self.optimizer is not None and not self.optimizer.built:
+            self.optimizer.build(self.trainable_variables)
+        return super().make_train_function(force=force)
+
     def train_step(self, data):
         images, labels = self._unpack_batch(data)
         # 1. t ~ Uniform{0..T-1}, eps ~ N(0, I); labels sometimes hidden (classifier-free guidance)

@@ -43,9 +43,14 @@ def trained(mnist):
     model.compile(optimizer=keras.optimizers.Adam(2e-3))
     t, noise = _fixed_evaluation_batch(images, model.schedule.T)
     before = _mean_loss(model, images, t, noise)
+    traces = []  # one entry per Python call of train_step, i.e. per trace of fit's tf.function
+    train_step = model.train_step
+    model.train_step = lambda batch: traces.append(1) or train_step(batch)
     history = model.fit(data.make_dataset(batch_size=32, subset=256, seed=0), epochs=6, verbose=0)
+    del model.train_step
     after = _mean_loss(model, images, t, noise)
-    return SimpleNamespace(model=model, images=images, before=before, after=after, history=history.history)
+    return SimpleNamespace(model=model, images=images, before=before, after=after, history=history.history,
+                           traces=len(traces))
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -60,6 +65,8 @@ def test_loss_goes_down_on_real_digits(trained):
     losses = trained.history["loss"]
     assert len(losses) == 6 and losses[-1] < losses[0]
     assert trained.model.optimizer.iterations.numpy() == 48
+    # traced once: the optimizer is built before tracing (a step that creates variables is traced twice)
+    assert trained.traces == 1
 
 
 def test_evaluate_reports_network_and_ema_losses(trained):

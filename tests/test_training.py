@@ -141,6 +141,22 @@ def test_warmup_cosine_shape():
         training.warmup_cosine(1e-3, total_steps=100, warmup_steps=100)
 
 
+@pytest.mark.parametrize("warmup_steps, final_fraction", [(10, 0.0), (0, 0.0), (25, 0.1)])
+def test_warmup_cosine_matches_keras_cosine_decay(warmup_steps, final_fraction):
+    """The cond-free schedule gives the values of Keras' CosineDecay with warm-up, before and after the end."""
+    ours = training.warmup_cosine(2e-3, total_steps=100, warmup_steps=warmup_steps, final_fraction=final_fraction)
+    keras_schedule = keras.optimizers.schedules.CosineDecay(
+        0.0 if warmup_steps else 2e-3, decay_steps=100 - warmup_steps, alpha=final_fraction,
+        warmup_target=2e-3 if warmup_steps else None, warmup_steps=warmup_steps,
+    )
+    for step in (0, 1, 5, 9, 10, 11, 24, 25, 26, 50, 99, 100, 150):
+        assert float(ours(step)) == pytest.approx(float(keras_schedule(step)), rel=1e-5, abs=1e-10), step
+    restored = training.WarmupCosine.from_config(ours.get_config())
+    assert float(restored(37)) == float(ours(37))
+    with pytest.raises(ValueError, match=r"final_fraction must be in \[0, 1\]; received 2"):
+        training.warmup_cosine(1e-3, total_steps=100, final_fraction=2)
+
+
 def test_time_cosine_shape():
     fractions = (0.0, 0.05, 0.1, 0.55, 1.0, 1.5)
     values = [training.time_cosine(1e-3, fraction, warmup_fraction=0.1) for fraction in fractions]
