@@ -152,6 +152,7 @@ def _fit_classifier(
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )
+    trainer.optimizer.build(trainer.trainable_variables)  # before fit traces its step, so it traces once
     dataset = (
         tf.data.Dataset.from_tensor_slices((images, labels.astype(np.int32)))
         .shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
