@@ -236,7 +236,7 @@ DEFAULTS = {
     "sample_every": 1,
     "sample_steps": 20,
     # "auto": mixed_bfloat16 only where the hardware computes in bfloat16 natively (native_bfloat16):
-    # it trained the small U-Net 11% faster than float32 on a Zen 4 CPU (AVX512-BF16; `bench`), but 8x
+    # it trained the small U-Net 11% faster than float32 on a Zen 4 CPU (AVX512-BF16; `bench`), but 7-8x
     # slower on a Zen 3 (AVX2 only), which emulates it (README, Performance). XLA (jit_compile) was slower
     # in both precisions on the Zen 4, so it stays off.
     "mixed_precision": "auto",
@@ -367,7 +367,7 @@ def native_bfloat16(cpu_flags=None, gpu_capabilities=None):
 
     With a GPU, TensorFlow trains on it: bfloat16 needs NVIDIA compute capability 8.0 (Ampere) or newer.
     Without one, the CPU needs AVX512-BF16 or AMX; other CPUs emulate bfloat16 through float32, which
-    trains the default network 8x slower than plain float32 (measured on an AMD Zen 3).
+    trains the default network 7-8x slower than plain float32 (measured on an AMD Zen 3).
 
     Args:
         cpu_flags: the CPU's feature flags; default: read from ``/proc/cpuinfo`` (none elsewhere).
