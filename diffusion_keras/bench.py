@@ -92,13 +92,14 @@ def build_sized_network(size):
 
 
 def network_throughput(size="small", policy="float32", jit_compile=False, train_batch=128,
-                       eval_batch=256, repeats=3, steps_per_repeat=5):
+                       eval_batch=256, repeats=3, steps_per_repeat=5, micro_batch_size=None):
     """Measure one network preset: training images/s (full ``train_step`` and a bare step) and eval images/s.
 
     The bare step is what any Keras training of this network costs: forward, MSE against a fixed
     target, backward and the same AdamW update. ``train_step`` adds drawing t and the noise,
     ``q_sample``, the loss bookkeeping and the EMA update; its overhead is ``bare_s / step_s`` - 1
-    in reverse (``train_step`` seconds over bare seconds, minus 1).
+    in reverse (``train_step`` seconds over bare seconds, minus 1). With ``micro_batch_size``,
+    ``train_step`` splits its batch (``model.batch_gradients``) and the bare step does too.
     """
     import keras
 
@@ -108,7 +109,7 @@ def network_throughput(size="small", policy="float32", jit_compile=False, train_
     keras.mixed_precision.set_global_policy(policy)
     try:
         network = build_sized_network(size)
-        diffusion = model_module.DiffusionModel(network, schedule="cosine", seed=0)
+        diffusion = model_module.DiffusionModel(network, schedule="cosine", seed=0, micro_batch_size=micro_batch_size)
         diffusion.compile(optimizer=keras.optimizers.AdamW(1e-4))
         diffusion.optimizer.build(diffusion.trainable_variables)  # fit would do it (make_train_function)
         images = tf.random.uniform((train_batch, 32, 32, 1), -1.0, 1.0, seed=0)
@@ -121,12 +122,15 @@ def network_throughput(size="small", policy="float32", jit_compile=False, train_
         t = tf.random.uniform((train_batch,), 0, 1000, dtype=tf.int32, seed=1)
         target = tf.random.normal(images.shape, seed=2)
 
+        def squared_errors(images_part, t_part, target_part):
+            prediction = tf.cast(bare_network([images_part, t_part], training=True), "float32")
+            return tf.reduce_mean(tf.square(prediction - target_part), axis=(1, 2, 3))
+
         @tf.function(jit_compile=jit_compile)
         def bare_step():
-            with tf.GradientTape() as tape:
-                prediction = bare_network([images, t], training=True)
-                loss = tf.reduce_mean(tf.square(tf.cast(prediction, "float32") - target))
-            gradients = tape.gradient(loss, bare_network.trainable_variables)
+            loss, gradients = model_module.batch_gradients(
+                squared_errors, [images, t, target], bare_network.trainable_variables, micro_batch_size
+            )
             bare_optimizer.apply(gradients, bare_network.trainable_variables)
             return loss
 
@@ -162,6 +166,9 @@ def add_bench_arguments(parser):
     parser.add_argument("--sizes", nargs="+", default=["small"],
                         help="network presets, or widths like 32-64-96 (default: small)")
     parser.add_argument("--train-batch", type=int, default=128, help="training batch size (default: 128)")
+    parser.add_argument("--micro-batch-size", type=int, default=None,
+                        help="images per micro-batch of a training step (default: what `train` uses, 64; 0: the "
+                        "whole batch at once)")
     parser.add_argument("--variants", nargs="+", default=None,
                         help="precision/XLA variants: fp32, bf16, fp32+jit, bf16+jit (default: all four where "
                         "the hardware has native bfloat16, else fp32 and fp32+jit: emulated bf16 is very slow)")
@@ -187,22 +194,26 @@ def default_variants(native_bfloat16):
 
 
 def run_bench(args):
+    from diffusion_keras.training import DEFAULTS as TRAIN_DEFAULTS
     from diffusion_keras.training import native_bfloat16
 
     native = native_bfloat16()
     variants = args.variants or default_variants(native)
+    micro_batch_size = TRAIN_DEFAULTS["micro_batch_size"] if args.micro_batch_size is None else args.micro_batch_size
     unknown = sorted(set(variants) - set(VARIANTS))
     if unknown:
         raise ValueError(f"--variants must be some of {sorted(VARIANTS)}; received {unknown}.")
     print(machine_summary())
     print(f"native bfloat16: {'yes' if native else 'no (emulated: train uses float32; bf16 variants only if asked for)'}")
+    print(f"training steps: batch {args.train_batch}, micro-batch size {micro_batch_size or 'whole batch'} (used where it divides the batch)")
     matmul = {"float32": matmul_gflops("float32"), "mixed_bfloat16": matmul_gflops("bfloat16")}
     print(f"matmul 2048x2048: fp32 {matmul['float32']:.1f} GFLOP/s, bf16 {matmul['mixed_bfloat16']:.1f} GFLOP/s\n")
     rows = []
     for size in args.sizes if args.training else []:
         for variant in variants:
             policy, jit = VARIANTS[variant]
-            row = network_throughput(size, policy, jit, train_batch=args.train_batch, repeats=args.repeats)
+            row = network_throughput(size, policy, jit, train_batch=args.train_batch, repeats=args.repeats,
+                                     micro_batch_size=micro_batch_size or None)
             row["variant"] = variant
             row["train/matmul"] = row["train GFLOP/s"] / matmul[policy]
             rows.append(row)

@@ -86,6 +86,68 @@ def _network_image_shape(network):
     return tuple(shape)
 
 
+def batch_gradients(per_example_loss, inputs, variables, micro_batch_size=None, scale_loss=None):
+    """Gradients of ``sum(per_example_loss(*inputs)) / global_batch``, ``micro_batch_size`` images at a time.
+
+    ``global_batch`` is the batch times the replicas of the distribution strategy, so that the
+    optimizer's sum over replicas gives the gradient of the global mean (what
+    ``tf.nn.compute_average_loss`` does). With ``micro_batch_size`` the batch is split into equal
+    micro-batches whose gradients are computed one after the other and summed: the same gradient up
+    to float rounding, but each forward and backward pass touches half (or less) of the memory, which
+    on a CPU can keep it in cache (README, Performance). The split needs a batch size known when the
+    step is traced and divisible by ``micro_batch_size``; otherwise the whole batch goes at once.
+
+    Args:
+        per_example_loss: function of ``*inputs`` returning a float32 (batch,) tensor.
+        inputs: tensors with the batch as first axis, or None (passed through as None).
+        variables: what to differentiate with respect to.
+        micro_batch_size: images per micro-batch, or None for the whole batch at once.
+        scale_loss: applied to the loss before differentiating (``optimizer.scale_loss``), or None.
+
+    Returns:
+        ``(mean_loss, gradients)``: the mean per-example loss of this replica's batch and the gradients.
+    """
+    batch = inputs[0].shape[0]
+    micro_batches = 1
+    if micro_batch_size and batch and batch % micro_batch_size == 0:
+        micro_batches = batch // micro_batch_size
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    global_batch = tf.cast(tf.shape(inputs[0])[0] * replicas, "float32")
+
+    def loss_and_gradients(part):
+        with tf.GradientTape() as tape:
+            losses = per_example_loss(*part)
+            loss = tf.reduce_sum(losses) / global_batch
+            scaled = scale_loss(loss) if scale_loss is not None else loss
+        return tf.reduce_sum(losses), tape.gradient(scaled, variables)
+
+    if micro_batches == 1:
+        total, gradients = loss_and_gradients(inputs)
+        # Dense, as the micro-batch sum is: Keras' Adam squares a sparse (IndexedSlices) embedding gradient
+        # slice by slice, so a label that occurs k times in the batch adds k g^2 to the second moment
+        # instead of (k g)^2 and takes too large a step. The label embedding is small; dense costs nothing.
+        gradients = [None if gradient is None else tf.convert_to_tensor(gradient) for gradient in gradients]
+    else:
+        # (micro_batches, micro_batch_size, ...): a static shape for every slice, which XLA needs too
+        parts = [None if x is None else tf.reshape(x, (micro_batches, micro_batch_size) + tuple(x.shape[1:]))
+                 for x in inputs]
+
+        def accumulate(index, total, gradients):
+            part_total, part_gradients = loss_and_gradients([None if x is None else x[index] for x in parts])
+            gradients = [
+                gradient if new is None else gradient + tf.convert_to_tensor(new)
+                for gradient, new in zip(gradients, part_gradients)
+            ]
+            return index + 1, total + part_total, gradients
+
+        # one micro-batch after the other (parallel_iterations=1): overlapping them would undo the saving
+        start = (tf.constant(0), tf.constant(0.0), [tf.zeros_like(variable) for variable in variables])
+        _, total, gradients = tf.while_loop(
+            lambda index, *_: index < micro_batches, accumulate, start, parallel_iterations=1
+        )
+    return total / tf.cast(tf.shape(inputs[0])[0], "float32"), gradients
+
+
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class DiffusionModel(keras.Model):
     """Train a denoising network on the diffusion objective, keeping an EMA copy for sampling.
@@ -126,6 +188,10 @@ class DiffusionModel(keras.Model):
             their choice). See ``min_snr_weights``.
         label_dropout: for a conditional network, the probability of replacing a label with the null
             label during training (classifier-free guidance, Ho & Salimans 2022). Ignored otherwise.
+        micro_batch_size: None, or split each batch into micro-batches of this many images whose
+            gradients are computed one after the other and summed (``batch_gradients``): the same step,
+            faster on a CPU whose caches hold a micro-batch but not the batch (64 of 128 images: +24% on
+            a 2-core Zen 3, README Performance). Used only when it divides the batch size.
         seed: int or None, the seed of the model's ``SeedGenerator`` (timesteps, noise, label dropout).
         name: the model's name.
 
@@ -151,6 +217,7 @@ class DiffusionModel(keras.Model):
         ema_warmup=False,
         min_snr_gamma=None,
         label_dropout=0.1,
+        micro_batch_size=None,
         seed=None,
         name="diffusion_model",
         **kwargs,
@@ -175,6 +242,13 @@ class DiffusionModel(keras.Model):
             raise ValueError(f"label_dropout must be a probability in [0, 1]; received {label_dropout!r}.")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise ValueError(f"seed must be None or an integer; received {seed!r}.")
+        if micro_batch_size is not None and (
+            isinstance(micro_batch_size, bool) or not isinstance(micro_batch_size, int) or micro_batch_size < 1
+        ):
+            raise ValueError(
+                f"micro_batch_size must be None (whole batch) or an integer >= 1, e.g. 64; received "
+                f"{micro_batch_size!r}."
+            )
         network_timesteps = getattr(network, "num_timesteps", None)
         if (
             network_timesteps is not None
@@ -195,6 +269,7 @@ class DiffusionModel(keras.Model):
         self.ema_warmup = bool(ema_warmup)
         self.min_snr_gamma = None if min_snr_gamma is None else float(min_snr_gamma)
         self.label_dropout = float(label_dropout)
+        self.micro_batch_size = micro_batch_size
         self.seed = seed
         self.num_classes = getattr(network, "num_classes", None)
         self.image_shape = _network_image_shape(network)
@@ -378,18 +453,17 @@ class DiffusionModel(keras.Model):
         t, noise = self.draw_timesteps_and_noise(images)
         if labels is not None:
             labels = self.drop_labels(labels)
-        with tf.GradientTape() as tape:
-            # 2. squared error of the prediction (Ho et al. 2020, Eq. 14)
-            per_example_loss = self.compute_per_example_loss(images, t, noise, labels, training=True)
-            # 3. sum / global batch size: each replica holds batch/replicas images and the optimizer
-            #    sums the replicas' gradients, so this gives the gradient of the global mean
-            loss = tf.nn.compute_average_loss(per_example_loss)
-            scaled_loss = self.optimizer.scale_loss(loss)  # a no-op unless a LossScaleOptimizer
-        # 4. gradient step, then the weight average
-        gradients = tape.gradient(scaled_loss, self.trainable_variables)
+        # 2. squared error of the prediction (Ho et al. 2020, Eq. 14) and its gradient; the loss is the
+        #    sum over the batch / the global batch size: each replica holds batch/replicas images and the
+        #    optimizer sums the replicas' gradients, so this gives the gradient of the global mean
+        loss, gradients = batch_gradients(
+            lambda *part: self.compute_per_example_loss(*part, training=True),
+            [images, t, noise, labels], self.trainable_variables, self.micro_batch_size, self.optimizer.scale_loss,
+        )
+        # 3. gradient step, then the weight average
         self.optimizer.apply(gradients, self.trainable_variables)
         self.update_ema()
-        self.loss_tracker.update_state(per_example_loss)
+        self.loss_tracker.update_state(loss, sample_weight=ops.shape(images)[0])
         return {"loss": self.loss_tracker.result()}
 
     def test_step(self, data):
@@ -428,6 +502,7 @@ class DiffusionModel(keras.Model):
             "ema_warmup": self.ema_warmup,
             "min_snr_gamma": self.min_snr_gamma,
             "label_dropout": self.label_dropout,
+            "micro_batch_size": self.micro_batch_size,
             "seed": self.seed,
         }
 

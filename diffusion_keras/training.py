@@ -4,7 +4,7 @@ A run writes everything into one output folder::
 
     out/
       config.json            the arguments of the run (a resumed run must use the same ones, except
-                             the speed options mixed_precision and jit_compile)
+                             the speed options mixed_precision, jit_compile and micro_batch_size)
       log.csv                one row of losses per epoch (keras.callbacks.CSVLogger, appended on resume)
       samples/epoch_005.png  a grid of EMA samples every ``--sample-every`` epochs
       backup/                BackupAndRestore state: weights, optimizer, EMA, RNG and epoch counter
@@ -241,13 +241,16 @@ DEFAULTS = {
     # in both precisions on the Zen 4, so it stays off.
     "mixed_precision": "auto",
     "jit_compile": False,
+    # 128-image batches as two micro-batches of 64, one after the other: the same gradient, 24% faster on
+    # the 2-core Zen 3 (the activations of 64 images stay in cache; README, Performance)
+    "micro_batch_size": 64,
     "init_from": None,
     "max_minutes": None,
 }
 LR_SCHEDULES = ("constant", "warmup_cosine", "time_cosine")
 # Options that change how fast a step runs, not what it computes (beyond rounding): a resumed run may
 # change them, e.g. when it resumes on another machine.
-_SPEED_OPTIONS = ("mixed_precision", "jit_compile")
+_SPEED_OPTIONS = ("mixed_precision", "jit_compile", "micro_batch_size")
 # Options whose default changed after runs had been written without them: a config.json that lacks the
 # key was trained with this value (ema_warmup existed as an off switch before it became the default).
 _VALUE_WHEN_ABSENT = {"ema_warmup": False}
@@ -428,7 +431,8 @@ def build_training(config):
             warm_start(network, config["init_from"])  # before the EMA copy is made, so both start there
         model = model_module.DiffusionModel(
             network, schedule=schedule, target=config["target"], ema_decay=config["ema_decay"],
-            ema_warmup=config["ema_warmup"], min_snr_gamma=config["min_snr_gamma"], label_dropout=config["label_dropout"], seed=config["seed"],
+            ema_warmup=config["ema_warmup"], min_snr_gamma=config["min_snr_gamma"], label_dropout=config["label_dropout"],
+            micro_batch_size=config["micro_batch_size"] or None, seed=config["seed"],
         )
     dataset = data.make_dataset(
         batch_size=config["batch_size"], subset=config["subset"], labels=config["conditional"],
@@ -525,6 +529,10 @@ def add_train_arguments(parser):
                         help="mixed_bfloat16 policy (default: auto, on only where the CPU has AVX512-BF16/AMX "
                         "or the GPU is compute capability >= 8.0; emulated bfloat16 is slower, see `bench`)")
     parser.add_argument("--jit-compile", action="store_true", help="XLA-compile the train step")
+    parser.add_argument("--micro-batch-size", type=int, default=DEFAULTS["micro_batch_size"],
+                        help="compute each batch's gradient this many images at a time, one part after the "
+                        "other: the same step, faster where the part fits the CPU's caches (default: 64; 0: the "
+                        "whole batch at once; used only when it divides --batch-size)")
     parser.add_argument("--init-from", default=None,
                         help="warm-start from this .keras model or shipped name, e.g. mnist (same --size); "
                         "layers it lacks start at zero")

@@ -415,6 +415,52 @@ def test_mirrored_strategy_matches_one_device(tmp_path):
     assert not result["replica_noise_equal"]
 
 
+@pytest.mark.parametrize("micro_batch_size", [None, 4, 6, 16])  # 6 does not divide 16: whole batch
+def test_batch_gradients_match_the_hand_gradient(micro_batch_size):
+    """loss_i = (w x_i - y_i)^2, mean over 16: dL/dw = mean(2 (w x_i - y_i) x_i), with or without micro-batches."""
+    from diffusion_keras.model import batch_gradients
+
+    generator = np.random.default_rng(0)
+    x, y = generator.normal(size=16).astype("float32"), generator.normal(size=16).astype("float32")
+    w, unused = tf.Variable(1.5), tf.Variable(3.0)
+    loss, (gradient, no_gradient) = tf.function(batch_gradients)(
+        lambda x_part, y_part, nothing: tf.square(w * x_part - y_part), [tf.constant(x), tf.constant(y), None],
+        [w, unused], micro_batch_size,
+    )
+    assert float(loss) == pytest.approx(np.mean((1.5 * x - y) ** 2), rel=1e-5)
+    assert float(gradient) == pytest.approx(np.mean(2 * (1.5 * x - y) * x), rel=1e-5)
+    assert no_gradient is None or float(no_gradient) == 0.0  # a variable the loss does not use
+
+
+def test_micro_batches_take_the_same_steps_as_the_whole_batch(mnist, micro_batch_size=4):
+    """Same seed, weights and batch: one train_step with and without micro-batches ends at the same weights."""
+    (x_train, y_train), _ = mnist
+    images, labels = data.to_model_range(x_train[:16]), y_train[:16].astype("int32")
+    network = networks.build_network("tiny", num_classes=10, num_timesteps=100)
+    models = []
+    for size in (None, micro_batch_size):
+        model = DiffusionModel(networks.build_network("tiny", num_classes=10, num_timesteps=100),
+                               schedule=SHORT_SCHEDULE, ema_decay=0.5, label_dropout=0.5, micro_batch_size=size, seed=0)
+        for copy in (model.network, model.ema_network):
+            copy.set_weights(network.get_weights())  # the label embedding too
+        # SGD: a step proportional to the gradient (Adam would scale rounding-level gradients up to full steps)
+        model.compile(optimizer=keras.optimizers.SGD(0.5))
+        step = tf.function(model.train_step)
+        step((images, labels))  # the zero-initialised output layer passes no gradient back until it moved
+        models.append((model, float(step((images, labels))["loss"])))
+    (whole, whole_loss), (micro, micro_loss) = models
+    assert micro.micro_batch_size == micro_batch_size
+    assert DiffusionModel.from_config(micro.get_config()).micro_batch_size == micro_batch_size
+    assert micro_loss == pytest.approx(whole_loss, rel=1e-5)
+    moved = 0
+    for before, a, b in zip(network.weights, whole.network.weights, micro.network.weights):
+        np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-4, atol=1e-6, err_msg=a.path)
+        moved += not np.allclose(np.asarray(a), np.asarray(before))
+    assert moved > 20  # the step changed the weights, so equal weights mean equal gradients
+    for a, b in zip(whole.ema_network.weights, micro.ema_network.weights):
+        np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-4, atol=1e-6)
+
+
 # ----------------------------------------------------------------------------------------------------
 # Bad input
 # ----------------------------------------------------------------------------------------------------
@@ -430,6 +476,7 @@ def test_constructor_errors_name_the_argument():
         ({"min_snr_gamma": 0}, "min_snr_gamma must be None"),
         ({"label_dropout": 1.5}, "label_dropout must be a probability"),
         ({"seed": 1.5}, "seed must be None or an integer"),
+        ({"micro_batch_size": 0}, r"micro_batch_size must be None \(whole batch\) or an integer >= 1.*received 0"),
         ({"schedule": {"name": "article", "T": 50}}, "num_timesteps=1000 but the schedule has T=50"),
     ]
     for arguments, message in cases:
