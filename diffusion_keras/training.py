@@ -241,8 +241,8 @@ DEFAULTS = {
     # in both precisions on the Zen 4, so it stays off.
     "mixed_precision": "auto",
     "jit_compile": False,
-    # 128-image batches as two micro-batches of 64, one after the other: the same gradient, 24% faster on
-    # the 2-core Zen 3 (the activations of 64 images stay in cache; README, Performance)
+    # 128-image batches as two micro-batches of 64, one after the other: the same gradient, 14% faster in
+    # `bench` on the 2-core Zen 3 (the activations of 64 images stay in cache; README, Performance)
     "micro_batch_size": 64,
     "init_from": None,
     "max_minutes": None,
