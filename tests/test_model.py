@@ -432,8 +432,19 @@ def test_batch_gradients_match_the_hand_gradient(micro_batch_size):
     assert no_gradient is None or float(no_gradient) == 0.0  # a variable the loss does not use
 
 
+def test_batch_gradients_are_dense_for_an_embedding():
+    """A gathered row's gradient comes back dense with repeats summed: Keras' Adam mishandles repeated sparse rows."""
+    from diffusion_keras.model import batch_gradients
+
+    table = tf.Variable(tf.ones((3, 2)))
+    labels = tf.constant([1, 1, 2, 1])
+    _, (gradient,) = batch_gradients(lambda rows: tf.reduce_sum(tf.gather(table, rows), axis=1), [labels], [table])
+    assert isinstance(gradient, tf.Tensor)  # not tf.IndexedSlices
+    np.testing.assert_allclose(np.asarray(gradient), [[0, 0], [0.75, 0.75], [0.25, 0.25]])
+
+
 def test_micro_batches_take_the_same_steps_as_the_whole_batch(mnist, micro_batch_size=4):
-    """Same seed, weights and batch: one train_step with and without micro-batches ends at the same weights."""
+    """Same seed, weights and batches: two train steps with and without micro-batches end at the same weights."""
     (x_train, y_train), _ = mnist
     images, labels = data.to_model_range(x_train[:16]), y_train[:16].astype("int32")
     network = networks.build_network("tiny", num_classes=10, num_timesteps=100)
