@@ -331,6 +331,9 @@ def _check_config(arguments):
     for key in ("epochs", "batch_size", "sample_every"):
         if not isinstance(config[key], int) or config[key] < 1:
             raise ValueError(f"{key} must be an integer >= 1; received {config[key]!r}.")
+    size = config["micro_batch_size"]
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 0):
+        raise ValueError(f"micro_batch_size must be None or an integer >= 0 (0 or None: the whole batch); received {size!r}.")
     if config["max_minutes"] is not None and not config["max_minutes"] > 0:
         raise ValueError(f"max_minutes must be None or a number > 0; received {config['max_minutes']!r}.")
     if config["lr_schedule"] == "time_cosine" and config["max_minutes"] is None:

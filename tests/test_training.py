@@ -224,6 +224,7 @@ def test_a_run_whose_budget_is_spent_trains_nothing_more(tmp_path):
         ({"lr_schedule": "step"}, "lr_schedule must be one of"),
         ({"optimiser": "sgd"}, r"Unknown training arguments \['optimiser'\]"),
         ({"mixed_precision": "yes"}, "mixed_precision must be True, False or 'auto'; received 'yes'"),
+        ({"micro_batch_size": -64}, r"micro_batch_size must be None or an integer >= 0 .*received -64"),
     ],
 )
 def test_bad_training_arguments(tmp_path, arguments, message):
