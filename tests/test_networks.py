@@ -191,6 +191,70 @@ def test_group_normalization_under_mixed_precision_matches_float32():
     np.testing.assert_allclose(y.numpy().astype(np.float32), expected, rtol=1e-2, atol=1e-2)
 
 
+def _conv_values_and_gradients(layer, x, weights):
+    layer.build(x.shape)
+    layer.set_weights(weights)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = layer(x)
+        loss = tf.reduce_sum(tf.sin(y))  # a non-linear loss, so that dy differs at every position
+    return [y.numpy()] + [g.numpy() for g in tape.gradient(loss, [x] + layer.trainable_weights)]
+
+
+@pytest.mark.parametrize(
+    "height, channels, filters, kernel_size, strides",
+    [
+        (16, 3, 5, 3, 1),  # kernel gradient as a forward convolution (maps of 16 pixels and more)
+        (8, 4, 6, 3, 1),  # kernel gradient by TensorFlow's op (smaller maps)
+        (16, 2, 3, 5, 1),  # a 5x5 kernel
+        (32, 1, 4, 3, 1),  # one input channel, like the U-Net's input convolution
+        (16, 4, 1, 3, 1),  # one output channel, like its output convolution
+        (16, 3, 4, 3, 2),  # strided: Keras' own path
+    ],
+)
+def test_conv2d_matches_keras_values_and_gradients(height, channels, filters, kernel_size, strides):
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.normal(size=(3, height, height, channels)).astype(np.float32))
+    ours = networks.Conv2D(filters, kernel_size, strides=strides, padding="same")
+    reference = keras.layers.Conv2D(filters, kernel_size, strides=strides, padding="same")
+    kernel = rng.normal(size=(kernel_size, kernel_size, channels, filters)).astype(np.float32)
+    weights = [kernel, rng.normal(size=filters).astype(np.float32)]
+    for mine, theirs in zip(_conv_values_and_gradients(ours, x, weights), _conv_values_and_gradients(reference, x, weights)):
+        np.testing.assert_allclose(mine, theirs, rtol=1e-4, atol=1e-4)
+
+
+def _gradient_op_types(layer, x):
+    @tf.function
+    def gradients(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x)
+        return tape.gradient(y, [x, layer.kernel])
+
+    return {op.type for op in gradients.get_concrete_function(x).graph.get_operations()}
+
+
+def test_conv2d_computes_its_gradients_with_forward_convolutions_only_where_it_should():
+    x = tf.zeros((2, 16, 16, 3))
+    fast = _gradient_op_types(networks.Conv2D(4, 3, padding="same"), x)
+    assert "Conv2DBackpropInput" not in fast and "Conv2DBackpropFilter" not in fast
+    strided = _gradient_op_types(networks.Conv2D(4, 3, strides=2, padding="same"), x)
+    assert {"Conv2DBackpropInput", "Conv2DBackpropFilter"} <= strided
+    small_map = _gradient_op_types(networks.Conv2D(4, 3, padding="same"), tf.zeros((2, 8, 8, 3)))
+    assert "Conv2DBackpropInput" not in small_map and "Conv2DBackpropFilter" in small_map
+    mixed = networks.Conv2D(4, 3, padding="same", dtype="mixed_bfloat16")
+    assert "Conv2DBackpropInput" in _gradient_op_types(mixed, tf.zeros((2, 16, 16, 3), tf.bfloat16))
+
+
+def test_conv2d_loads_weights_saved_by_the_keras_layer(tmp_path):
+    x = np.random.default_rng(1).normal(size=(2, 8, 8, 3)).astype(np.float32)
+    saved = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3, padding="same")])
+    saved.save_weights(tmp_path / "old.weights.h5")
+    loaded = keras.Sequential([keras.Input((8, 8, 3)), networks.Conv2D(4, 3, padding="same")])
+    loaded.load_weights(tmp_path / "old.weights.h5")
+    np.testing.assert_allclose(loaded(x), saved(x), atol=1e-5)
+
+
 def test_count_flops_hand_count():
     inputs = keras.Input((8, 8, 3))
     x = keras.layers.Conv2D(4, 3, padding="same")(inputs)  # 8*8 outputs x 4 channels x 3*3*3 MACs
