@@ -3,7 +3,9 @@
 How we measure (project guide, Sec. 5): throughput in images per second, and as a ratio of achieved
 FLOP/s (counted FLOPs of the network x images/s, x3 for a training step: forward + backward) over the
 measured matmul FLOP/s of the same machine in the same process. Every number is the median of several
-timed repeats after a warm-up call that pays for tracing and compilation.
+timed repeats after a warm-up call that pays for tracing and compilation. A row's timings (training
+step, bare step, evaluation and the matmul it is compared with) take turns, one repeat of each per
+round, so that a shared machine that slows down for a minute slows all of them alike.
 """
 
 import statistics
@@ -27,16 +29,37 @@ def median_seconds(function, repeats=5, warmup=1):
     return statistics.median(times)
 
 
-def matmul_gflops(dtype="float32", size=2048, repeats=5):
-    """Measured GFLOP/s of a ``size x size`` TensorFlow matmul in ``dtype`` (2 n^3 FLOPs per product)."""
+def interleaved_median_seconds(functions, repeats=5):
+    """Median wall time of each of ``functions`` (a dict of name: callable), timed in turns.
+
+    Each function is called once untimed, then ``repeats`` rounds call every function once in order, so
+    that a slow spell of the machine falls on all of them rather than on one.
+    """
+    for function in functions.values():
+        function()
+    times = {name: [] for name in functions}
+    for _ in range(repeats):
+        for name, function in functions.items():
+            start = time.perf_counter()
+            function()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+MATMUL_SIZE = 2048
+
+
+def matmul_function(dtype="float32", size=MATMUL_SIZE):
+    """A traced ``size x size`` TensorFlow matmul in ``dtype`` (2 n^3 FLOPs per call), returned as a callable."""
     a = tf.random.normal((size, size), dtype="float32", seed=0)
     b = tf.random.normal((size, size), dtype="float32", seed=1)
     a, b = tf.cast(a, dtype), tf.cast(b, dtype)
+    return tf.function(lambda: tf.matmul(a, b))
 
-    @tf.function
-    def product():
-        return tf.matmul(a, b)
 
+def matmul_gflops(dtype="float32", size=MATMUL_SIZE, repeats=5):
+    """Measured GFLOP/s of a ``size x size`` TensorFlow matmul in ``dtype``."""
+    product = matmul_function(dtype, size)
     seconds = median_seconds(lambda: product().numpy(), repeats=repeats)
     return 2.0 * size**3 / seconds / 1e9
 
@@ -69,11 +92,6 @@ def machine_summary():
     )
 
 
-def _timed_steps(step, repeats, steps_per_repeat):
-    """Median seconds per call of ``step`` (already traced by a warm-up call)."""
-    return median_seconds(lambda: [step() for _ in range(steps_per_repeat)][-1], repeats=repeats) / steps_per_repeat
-
-
 def build_sized_network(size):
     """A preset name (``"small"``) or widths joined by dashes (``"32-64-96"``: the small preset's other
     settings with these widths), so that ``bench`` can measure sizes that are not presets yet."""
@@ -93,7 +111,8 @@ def build_sized_network(size):
 
 def network_throughput(size="small", policy="float32", jit_compile=False, train_batch=128,
                        eval_batch=256, repeats=3, steps_per_repeat=5, micro_batch_size=None):
-    """Measure one network preset: training images/s (full ``train_step`` and a bare step) and eval images/s.
+    """Measure one network preset: training images/s (full ``train_step`` and a bare step), eval images/s,
+    and the matmul GFLOP/s of the policy's compute precision, all timed in turns (``interleaved_median_seconds``).
 
     The bare step is what any Keras training of this network costs: forward, MSE against a fixed
     target, backward and the same AdamW update. ``train_step`` adds drawing t and the noise,
@@ -140,10 +159,24 @@ def network_throughput(size="small", policy="float32", jit_compile=False, train_
         evaluate = tf.function(lambda: network([eval_images, eval_t]), jit_compile=jit_compile)
         evaluate()
 
-        step_seconds = _timed_steps(lambda: train_step(images)["loss"].numpy(), repeats, steps_per_repeat)
-        bare_seconds = _timed_steps(lambda: bare_step().numpy(), repeats, steps_per_repeat)
-        eval_seconds = _timed_steps(lambda: evaluate().numpy(), repeats, steps_per_repeat)
+        product = matmul_function("bfloat16" if policy == "mixed_bfloat16" else "float32")
+
+        def repeated(function, count=steps_per_repeat):
+            return lambda: [function() for _ in range(count)][-1].numpy()
+
+        seconds = interleaved_median_seconds(
+            {
+                "train": repeated(lambda: train_step(images)["loss"]),
+                "bare": repeated(bare_step),
+                "eval": repeated(evaluate),
+                "matmul": repeated(product, 2 * steps_per_repeat),
+            },
+            repeats=repeats,
+        )
+        step_seconds, bare_seconds, eval_seconds = (seconds[name] / steps_per_repeat for name in ("train", "bare", "eval"))
+        matmul = 2.0 * MATMUL_SIZE**3 / (seconds["matmul"] / (2 * steps_per_repeat)) / 1e9
         flops = networks.count_flops(network)
+        train_gflops = 3 * flops * train_batch / step_seconds / 1e9
         return {
             "size": size,
             "policy": policy,
@@ -151,7 +184,9 @@ def network_throughput(size="small", policy="float32", jit_compile=False, train_
             "params": network.count_params(),
             "GFLOP/img": flops / 1e9,
             "train img/s": train_batch / step_seconds,
-            "train GFLOP/s": 3 * flops * train_batch / step_seconds / 1e9,
+            "train GFLOP/s": train_gflops,
+            "matmul GFLOP/s": matmul,
+            "train/matmul": train_gflops / matmul,
             "bare img/s": train_batch / bare_seconds,
             "step overhead": step_seconds / bare_seconds - 1.0,
             "eval img/s": eval_batch / eval_seconds,
@@ -206,8 +241,8 @@ def run_bench(args):
     print(machine_summary())
     print(f"native bfloat16: {'yes' if native else 'no (emulated: train uses float32; bf16 variants only if asked for)'}")
     print(f"training steps: batch {args.train_batch}, micro-batch size {micro_batch_size or 'whole batch'} (used where it divides the batch)")
-    matmul = {"float32": matmul_gflops("float32"), "mixed_bfloat16": matmul_gflops("bfloat16")}
-    print(f"matmul 2048x2048: fp32 {matmul['float32']:.1f} GFLOP/s, bf16 {matmul['mixed_bfloat16']:.1f} GFLOP/s\n")
+    matmul = {"fp32": matmul_gflops("float32"), "bf16": matmul_gflops("bfloat16")}
+    print(f"matmul {MATMUL_SIZE}x{MATMUL_SIZE} at start: fp32 {matmul['fp32']:.1f} GFLOP/s, bf16 {matmul['bf16']:.1f} GFLOP/s\n")
     rows = []
     for size in args.sizes if args.training else []:
         for variant in variants:
@@ -215,14 +250,14 @@ def run_bench(args):
             row = network_throughput(size, policy, jit, train_batch=args.train_batch, repeats=args.repeats,
                                      micro_batch_size=micro_batch_size or None)
             row["variant"] = variant
-            row["train/matmul"] = row["train GFLOP/s"] / matmul[policy]
             rows.append(row)
-    columns = ["size", "variant", "params", "GFLOP/img", "train img/s", "train GFLOP/s", "train/matmul",
-               "step overhead", "eval img/s", "eval GFLOP/s"]
+    columns = ["size", "variant", "params", "GFLOP/img", "train img/s", "train GFLOP/s", "matmul GFLOP/s",
+               "train/matmul", "step overhead", "eval img/s", "eval GFLOP/s"]
     if rows:
         print(format_table(rows, columns))
-        print("\ntrain/matmul compares with the matmul of the same precision; step overhead is train_step "
-              "(noise, q_sample, loss, EMA) over a bare forward+backward+AdamW step of the same network.")
+        print(f"\nmatmul GFLOP/s is a {MATMUL_SIZE}x{MATMUL_SIZE} matmul of the row's precision, timed in turns with "
+              "the row's steps; train/matmul is the ratio of the two. Step overhead is train_step (noise, q_sample, "
+              "loss, EMA) over a bare forward+backward+AdamW step of the same network.")
     if args.samplers:
         _bench_samplers(args)
     return 0

@@ -65,7 +65,7 @@ def test_bench_command_prints_both_tables():
         capture_output=True, text=True, cwd=ROOT, timeout=600,
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "matmul 2048x2048: fp32" in result.stdout and "native bfloat16: " in result.stdout
+    assert "matmul 2048x2048 at start: fp32" in result.stdout and "matmul GFLOP/s" in result.stdout and "native bfloat16: " in result.stdout
     assert "train img/s" in result.stdout and "step overhead" in result.stdout
     assert "overhead" in result.stdout.split("samplers,")[1]
 
