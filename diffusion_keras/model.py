@@ -440,9 +440,9 @@ class DiffusionModel(keras.Model):
 
     def make_train_function(self, force=False):
         # Without a distribution strategy Keras builds the optimizer inside the first traced train step,
-        # and a tf.function that creates variables is traced twice: that doubled the start-up of every
-        # fit (40 s against 21 s for the tiny network on the 2-core CPU). Both networks hold their
-        # weights already, so the optimizer's slots can be made before tracing.
+        # and a tf.function that creates variables is traced twice, which doubled the start-up of every
+        # fit (tests/test_model.py counts the traces). Both networks hold their weights already, so the
+        # optimizer's slots can be made before tracing.
         if self.optimizer is not None and not self.optimizer.built:
             self.optimizer.build(self.trainable_variables)
         return super().make_train_function(force=force)

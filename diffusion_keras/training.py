@@ -47,8 +47,8 @@ class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
 
     The same values as ``keras.optimizers.schedules.CosineDecay`` with ``warmup_target``, written as
     plain arithmetic rather than a ``tf.cond``: AdamW evaluates the schedule once per variable for its
-    weight decay, and a cond for each of the network's ~200 variables made tracing a training step
-    about 8 s slower on the 2-core CPU.
+    weight decay, and a cond for each of the network's ~200 variables made every training step's
+    trace that much longer.
 
     Args:
         learning_rate: the peak learning rate, > 0.

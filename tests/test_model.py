@@ -443,9 +443,10 @@ def test_batch_gradients_are_dense_for_an_embedding():
     np.testing.assert_allclose(np.asarray(gradient), [[0, 0], [0.75, 0.75], [0.25, 0.25]])
 
 
-def test_micro_batches_take_the_same_steps_as_the_whole_batch(mnist, micro_batch_size=4):
+def test_micro_batches_take_the_same_steps_as_the_whole_batch(mnist):
     """Same seed, weights and batches: two train steps with and without micro-batches end at the same weights."""
     (x_train, y_train), _ = mnist
+    micro_batch_size = 4
     images, labels = data.to_model_range(x_train[:16]), y_train[:16].astype("int32")
     network = networks.build_network("tiny", num_classes=10, num_timesteps=100)
     models = []
