@@ -201,9 +201,11 @@ def add_bench_arguments(parser):
     parser.add_argument("--sizes", nargs="+", default=["small"],
                         help="network presets, or widths like 32-64-96 (default: small)")
     parser.add_argument("--train-batch", type=int, default=128, help="training batch size (default: 128)")
-    parser.add_argument("--micro-batch-size", type=int, default=None,
-                        help="images per micro-batch of a training step (default: what `train` uses, 64; 0: the "
-                        "whole batch at once)")
+    from diffusion_keras.training import CPU_MICRO_BATCH_SIZE, _micro_batch_size_argument
+
+    parser.add_argument("--micro-batch-size", type=_micro_batch_size_argument, default="auto",
+                        help="images per micro-batch of a training step (default: auto, what `train` uses: "
+                        f"{CPU_MICRO_BATCH_SIZE} on a CPU, the whole batch on a GPU; 0: the whole batch at once)")
     parser.add_argument("--variants", nargs="+", default=None,
                         help="precision/XLA variants: fp32, bf16, fp32+jit, bf16+jit (default: all four where "
                         "the hardware has native bfloat16, else fp32 and fp32+jit: emulated bf16 is very slow)")
@@ -229,12 +231,11 @@ def default_variants(native_bfloat16):
 
 
 def run_bench(args):
-    from diffusion_keras.training import DEFAULTS as TRAIN_DEFAULTS
-    from diffusion_keras.training import native_bfloat16
+    from diffusion_keras.training import native_bfloat16, resolve_micro_batch_size
 
     native = native_bfloat16()
     variants = args.variants or default_variants(native)
-    micro_batch_size = TRAIN_DEFAULTS["micro_batch_size"] if args.micro_batch_size is None else args.micro_batch_size
+    micro_batch_size = resolve_micro_batch_size(args.micro_batch_size)
     unknown = sorted(set(variants) - set(VARIANTS))
     if unknown:
         raise ValueError(f"--variants must be some of {sorted(VARIANTS)}; received {unknown}.")
@@ -248,7 +249,7 @@ def run_bench(args):
         for variant in variants:
             policy, jit = VARIANTS[variant]
             row = network_throughput(size, policy, jit, train_batch=args.train_batch, repeats=args.repeats,
-                                     micro_batch_size=micro_batch_size or None)
+                                     micro_batch_size=micro_batch_size)
             row["variant"] = variant
             rows.append(row)
     columns = ["size", "variant", "params", "GFLOP/img", "train img/s", "train GFLOP/s", "matmul GFLOP/s",

@@ -241,9 +241,10 @@ DEFAULTS = {
     # in both precisions on the Zen 4, so it stays off.
     "mixed_precision": "auto",
     "jit_compile": False,
-    # 128-image batches as two micro-batches of 64, one after the other: the same gradient, 14% faster in
-    # `bench` on the 2-core Zen 3 (the activations of 64 images stay in cache; README, Performance)
-    "micro_batch_size": 64,
+    # "auto": on a CPU, each batch in micro-batches of CPU_MICRO_BATCH_SIZE images, one after the other
+    # (the same gradient, faster where their activations stay in cache; README, Performance); on a GPU,
+    # where this was not measured, the whole batch at once
+    "micro_batch_size": "auto",
     "init_from": None,
     "max_minutes": None,
 }
@@ -331,9 +332,7 @@ def _check_config(arguments):
     for key in ("epochs", "batch_size", "sample_every"):
         if not isinstance(config[key], int) or config[key] < 1:
             raise ValueError(f"{key} must be an integer >= 1; received {config[key]!r}.")
-    size = config["micro_batch_size"]
-    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 0):
-        raise ValueError(f"micro_batch_size must be None or an integer >= 0 (0 or None: the whole batch); received {size!r}.")
+    resolve_micro_batch_size(config["micro_batch_size"], gpus=0)  # checks the value
     if config["max_minutes"] is not None and not config["max_minutes"] > 0:
         raise ValueError(f"max_minutes must be None or a number > 0; received {config['max_minutes']!r}.")
     if config["lr_schedule"] == "time_cosine" and config["max_minutes"] is None:
@@ -396,6 +395,41 @@ def resolve_mixed_precision(value, cpu_flags=None, gpu_capabilities=None):
     raise ValueError(f"mixed_precision must be True, False or 'auto'; received {value!r}.")
 
 
+# Images per micro-batch that micro_batch_size="auto" picks on a CPU: on the 2-core Zen 3, `bench` trained
+# the small U-Net fastest at 32 of 0 (the whole batch), 32 and 64 (README, Performance).
+CPU_MICRO_BATCH_SIZE = 32
+
+
+def resolve_micro_batch_size(value, gpus=None):
+    """Images per micro-batch for ``DiffusionModel(micro_batch_size=...)``: ``None`` for the whole batch.
+
+    ``"auto"``: ``CPU_MICRO_BATCH_SIZE`` without a GPU, the whole batch with one (``gpus``: how many are
+    visible; default: asked of TensorFlow). ``0`` or ``None``: the whole batch; an integer >= 1 as given.
+    """
+    if value == "auto":
+        if gpus is None:
+            gpus = len(_gpu_capabilities())
+        return None if gpus else CPU_MICRO_BATCH_SIZE
+    if value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
+        return value or None
+    raise ValueError(
+        f"micro_batch_size must be 'auto', None or an integer >= 0 (0 or None: the whole batch); received {value!r}."
+    )
+
+
+def _micro_batch_size_argument(text):
+    """``--micro-batch-size``: 'auto' or an integer >= 0."""
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or an integer >= 0; received {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or an integer >= 0; received {text!r}")
+    return value
+
+
 @contextlib.contextmanager
 def mixed_precision_policy(name):
     """Set Keras' global dtype policy to ``name`` inside the block, and restore the previous one after.
@@ -435,7 +469,7 @@ def build_training(config):
         model = model_module.DiffusionModel(
             network, schedule=schedule, target=config["target"], ema_decay=config["ema_decay"],
             ema_warmup=config["ema_warmup"], min_snr_gamma=config["min_snr_gamma"], label_dropout=config["label_dropout"],
-            micro_batch_size=config["micro_batch_size"] or None, seed=config["seed"],
+            micro_batch_size=resolve_micro_batch_size(config["micro_batch_size"]), seed=config["seed"],
         )
     dataset = data.make_dataset(
         batch_size=config["batch_size"], subset=config["subset"], labels=config["conditional"],
@@ -532,10 +566,11 @@ def add_train_arguments(parser):
                         help="mixed_bfloat16 policy (default: auto, on only where the CPU has AVX512-BF16/AMX "
                         "or the GPU is compute capability >= 8.0; emulated bfloat16 is slower, see `bench`)")
     parser.add_argument("--jit-compile", action="store_true", help="XLA-compile the train step")
-    parser.add_argument("--micro-batch-size", type=int, default=DEFAULTS["micro_batch_size"],
+    parser.add_argument("--micro-batch-size", type=_micro_batch_size_argument, default=DEFAULTS["micro_batch_size"],
                         help="compute each batch's gradient this many images at a time, one part after the "
-                        "other: the same step, faster where the part fits the CPU's caches (default: 64; 0: the "
-                        "whole batch at once; used only when it divides --batch-size)")
+                        "other: the same step, faster where the part fits the CPU's caches (default: auto, "
+                        f"{CPU_MICRO_BATCH_SIZE} on a CPU and the whole batch on a GPU; 0: the whole batch at once; "
+                        "used only when it divides --batch-size)")
     parser.add_argument("--init-from", default=None,
                         help="warm-start from this .keras model or shipped name, e.g. mnist (same --size); "
                         "layers it lacks start at zero")

@@ -1,5 +1,6 @@
 """Training runs from the command line: outputs, resume after a real kill, argument checks."""
 
+import argparse
 import json
 import signal
 import subprocess
@@ -216,6 +217,27 @@ def test_a_run_whose_budget_is_spent_trains_nothing_more(tmp_path):
         np.testing.assert_array_equal(saved.numpy(), trained.numpy())
 
 
+def test_auto_micro_batches_only_on_a_cpu():
+    assert training.DEFAULTS["micro_batch_size"] == "auto"
+    assert training.resolve_micro_batch_size("auto", gpus=0) == training.CPU_MICRO_BATCH_SIZE
+    assert training.resolve_micro_batch_size("auto", gpus=1) is None
+    assert training.resolve_micro_batch_size(0) is None and training.resolve_micro_batch_size(None) is None
+    assert training.resolve_micro_batch_size(16, gpus=1) == 16
+    with pytest.raises(ValueError, match=r"micro_batch_size must be 'auto', None or an integer >= 0 .*received True"):
+        training.resolve_micro_batch_size(True)
+
+
+def test_micro_batch_size_command_line_values(capsys):
+    parser = training.add_train_arguments(argparse.ArgumentParser())
+    assert parser.parse_args([]).micro_batch_size == "auto"
+    assert parser.parse_args(["--micro-batch-size", "auto"]).micro_batch_size == "auto"
+    assert parser.parse_args(["--micro-batch-size", "0"]).micro_batch_size == 0
+    for bad in ("-1", "half"):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["--micro-batch-size", bad])
+        assert f"expected 'auto' or an integer >= 0; received {bad!r}" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     "arguments, message",
     [
@@ -224,7 +246,8 @@ def test_a_run_whose_budget_is_spent_trains_nothing_more(tmp_path):
         ({"lr_schedule": "step"}, "lr_schedule must be one of"),
         ({"optimiser": "sgd"}, r"Unknown training arguments \['optimiser'\]"),
         ({"mixed_precision": "yes"}, "mixed_precision must be True, False or 'auto'; received 'yes'"),
-        ({"micro_batch_size": -64}, r"micro_batch_size must be None or an integer >= 0 .*received -64"),
+        ({"micro_batch_size": -64}, r"micro_batch_size must be 'auto', None or an integer >= 0 .*received -64"),
+        ({"micro_batch_size": "32"}, r"micro_batch_size must be 'auto', None or an integer >= 0 .*received '32'"),
     ],
 )
 def test_bad_training_arguments(tmp_path, arguments, message):
