@@ -227,10 +227,10 @@ class Conv2D(layers.Conv2D):
     Same arguments, weights, outputs and gradients as the Keras layer. For a unit-stride, 'same'
     convolution with an odd kernel in float32 and no GPU visible, the two gradients are computed as
     forward convolutions (``_conv2d_input_gradient``, ``_conv2d_kernel_gradient``): on the 2-core CPU
-    TensorFlow's forward convolution runs at up to twice the speed of its backward ops at these small
-    channel counts, and a training step of the default U-Net got faster (README, Performance). Other
-    convolutions (strided, bfloat16, on a GPU) use Keras' own path. Like ``GroupNormalization``, the
-    class keeps Keras' name and weights, so files saved with either layer load into the other.
+    TensorFlow's forward convolution is faster than its backward ops at these small channel counts, and
+    a training step of the default U-Net got faster (README, Performance). Other convolutions (strided,
+    1x1 with 'valid' padding, bfloat16, on a GPU) use Keras' own path. Like ``GroupNormalization``, the
+    class keeps Keras' name and weights, so weights saved with either layer load into the other.
     """
 
     def convolution_op(self, inputs, kernel):
