@@ -190,8 +190,9 @@ class DiffusionModel(keras.Model):
             label during training (classifier-free guidance, Ho & Salimans 2022). Ignored otherwise.
         micro_batch_size: None, or split each batch into micro-batches of this many images whose
             gradients are computed one after the other and summed (``batch_gradients``): the same step,
-            faster on a CPU whose caches hold a micro-batch but not the batch (64 of 128 images: +14% in
-            ``bench`` on a 2-core Zen 3, README Performance). Used only when it divides the batch size.
+            faster on a CPU whose caches hold a micro-batch but not the batch (the ``train`` command
+            picks ``training.CPU_MICRO_BATCH_SIZE`` on a CPU; README, Performance). Used only when it
+            divides the batch size.
         seed: int or None, the seed of the model's ``SeedGenerator`` (timesteps, noise, label dropout).
         name: the model's name.
 

@@ -419,15 +419,9 @@ def resolve_micro_batch_size(value, gpus=None):
 
 def _micro_batch_size_argument(text):
     """``--micro-batch-size``: 'auto' or an integer >= 0."""
-    if text == "auto":
-        return text
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected 'auto' or an integer >= 0; received {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected 'auto' or an integer >= 0; received {text!r}")
-    return value
+    if text == "auto" or text.isdecimal():
+        return text if text == "auto" else int(text)
+    raise argparse.ArgumentTypeError(f"expected 'auto' or an integer >= 0; received {text!r}")
 
 
 @contextlib.contextmanager
