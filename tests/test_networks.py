@@ -208,6 +208,7 @@ def _conv_values_and_gradients(layer, x, weights):
         (8, 4, 6, 3, 1),  # the U-Net's smallest maps
         (1, 2, 3, 3, 1),  # a map smaller than the kernel
         (16, 2, 3, 5, 1),  # a 5x5 kernel
+        (16, 2, 3, (3, 5), 1),  # a kernel of two sizes
         (32, 1, 4, 3, 1),  # one input channel, like the U-Net's input convolution
         (16, 4, 1, 3, 1),  # one output channel, like its output convolution
         (16, 3, 4, 3, 2),  # strided: Keras' own path
@@ -218,7 +219,8 @@ def test_conv2d_matches_keras_values_and_gradients(height, channels, filters, ke
     x = tf.constant(rng.normal(size=(3, height, height, channels)).astype(np.float32))
     ours = networks.Conv2D(filters, kernel_size, strides=strides, padding="same")
     reference = keras.layers.Conv2D(filters, kernel_size, strides=strides, padding="same")
-    kernel = rng.normal(size=(kernel_size, kernel_size, channels, filters)).astype(np.float32)
+    kernel_shape = kernel_size if isinstance(kernel_size, tuple) else (kernel_size, kernel_size)
+    kernel = rng.normal(size=(*kernel_shape, channels, filters)).astype(np.float32)
     weights = [kernel, rng.normal(size=filters).astype(np.float32)]
     for mine, theirs in zip(_conv_values_and_gradients(ours, x, weights), _conv_values_and_gradients(reference, x, weights)):
         np.testing.assert_allclose(mine, theirs, rtol=1e-4, atol=1e-4)
