@@ -191,11 +191,11 @@ def _conv2d_kernel_gradient(x, dy, kernel):
     """Gradient of a unit-stride, 'same', odd-sized convolution with respect to its kernel.
 
     dK[i, j, c, o] = sum over (b, y, x) of x[b, y + i - h, x + j - h, c] * dy[b, y, x, o], with h = k // 2
-    (per axis) and x zero outside the map. That is a convolution of dy, with its channels o as the batch and the
-    images b as the input channels, by x used as a (height, width, b, c) kernel as big as the map: with dy
-    padded by h on each side it has k x k outputs, and output (k - 1 - i, k - 1 - j) holds tap (i, j).
-    On the 2-core CPU this ran faster than the converse arrangement (padded x as the batch, dy as the
-    kernel) and than TensorFlow's kernel-gradient op, on the U-Net's maps of 8, 16 and 32 pixels.
+    per axis and x zero outside the map. That is a convolution of dy, with its channels o as the batch
+    and the images b as the input channels, by x used as a (height, width, b, c) kernel as big as the map:
+    with dy padded by h on each side it has k x k outputs, and output (k - 1 - i, k - 1 - j) holds tap
+    (i, j). On the 2-core CPU this ran faster than the converse arrangement (padded x as the batch, dy as
+    the kernel) and than TensorFlow's kernel-gradient op, on the U-Net's maps of 8, 16 and 32 pixels.
     """
     half_height, half_width = kernel.shape[0] // 2, kernel.shape[1] // 2
     gradient = tf.nn.conv2d(
