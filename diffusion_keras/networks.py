@@ -207,6 +207,17 @@ def _conv2d_kernel_gradient(x, dy, kernel):
     return tf.transpose(tf.reverse(gradient, [1, 2]), [1, 2, 3, 0])
 
 
+def _pointwise_conv2d(x, kernel):
+    """A unit-stride 1x1 convolution as one matmul: (batch * height * width, in) @ (in, out).
+
+    Automatic differentiation then gives matmuls for both gradients (dx = dy K^T, dK = x^T dy) instead of
+    TensorFlow's backward-convolution ops, which were slower at the U-Net's skip projections on the
+    2-core CPU. ``x``: (batch, height, width, in), ``kernel``: (1, 1, in, out).
+    """
+    outputs = tf.matmul(tf.reshape(x, (-1, x.shape[-1])), kernel[0, 0])
+    return tf.reshape(outputs, tf.concat([tf.shape(x)[:-1], [kernel.shape[-1]]], axis=0))
+
+
 @tf.custom_gradient
 def _conv2d_same(x, kernel):
     """``tf.nn.conv2d(x, kernel, 1, "SAME")`` whose two gradients are forward convolutions too."""
@@ -221,29 +232,33 @@ def _conv2d_same(x, kernel):
 class Conv2D(layers.Conv2D):
     """``keras.layers.Conv2D`` with a faster backward pass for the U-Net's convolutions on a CPU.
 
-    Same arguments, weights, outputs and gradients as the Keras layer. For a unit-stride, 'same'
-    convolution with an odd kernel in float32 and no GPU visible, the two gradients are computed as
-    forward convolutions (``_conv2d_input_gradient``, ``_conv2d_kernel_gradient``): on the 2-core CPU
-    TensorFlow's forward convolution is faster than its backward ops at these small channel counts, and
-    a training step of the default U-Net got faster (README, Performance). Other convolutions (strided,
-    1x1 with 'valid' padding, bfloat16, on a GPU) use Keras' own path. Like ``GroupNormalization``, the
-    class keeps Keras' name and weights, so weights saved with either layer load into the other.
+    Same arguments, weights, outputs and gradients as the Keras layer. In float32 with no GPU visible:
+
+    * a unit-stride, 'same' convolution with an odd kernel computes its two gradients as forward
+      convolutions (``_conv2d_input_gradient``, ``_conv2d_kernel_gradient``): on the 2-core CPU
+      TensorFlow's forward convolution is faster than its backward ops at these small channel counts;
+    * a unit-stride 1x1 convolution (the residual blocks' skip projections) is one matmul over the
+      channels (``_pointwise_conv2d``), whose gradients are matmuls too.
+
+    Both made a training step of the default U-Net faster (README, Performance). Other convolutions
+    (strided, bfloat16, on a GPU) use Keras' own path. Like ``GroupNormalization``, the class keeps
+    Keras' name and weights, so weights saved with either layer load into the other.
     """
 
     def convolution_op(self, inputs, kernel):
-        fast = (
+        plain = (
             tuple(self.strides) == (1, 1)
             and tuple(self.dilation_rate) == (1, 1)
-            and self.padding == "same"
             and self.data_format == "channels_last"
             and self.groups == 1
-            and all(size % 2 == 1 for size in self.kernel_size)
             and self.compute_dtype == "float32"
             and not tf.config.list_logical_devices("GPU")
         )
-        if not fast:
-            return super().convolution_op(inputs, kernel)
-        return _conv2d_same(inputs, tf.convert_to_tensor(kernel))
+        if plain and tuple(self.kernel_size) == (1, 1):  # 'same' and 'valid' are the same for 1x1
+            return _pointwise_conv2d(inputs, tf.convert_to_tensor(kernel))
+        if plain and self.padding == "same" and all(size % 2 == 1 for size in self.kernel_size):
+            return _conv2d_same(inputs, tf.convert_to_tensor(kernel))
+        return super().convolution_op(inputs, kernel)
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)

@@ -202,23 +202,25 @@ def _conv_values_and_gradients(layer, x, weights):
 
 
 @pytest.mark.parametrize(
-    "height, channels, filters, kernel_size, strides",
+    "height, channels, filters, kernel_size, strides, padding",
     [
-        (16, 3, 5, 3, 1),
-        (8, 4, 6, 3, 1),  # the U-Net's smallest maps
-        (1, 2, 3, 3, 1),  # a map smaller than the kernel
-        (16, 2, 3, 5, 1),  # a 5x5 kernel
-        (16, 2, 3, (3, 5), 1),  # a kernel of two sizes
-        (32, 1, 4, 3, 1),  # one input channel, like the U-Net's input convolution
-        (16, 4, 1, 3, 1),  # one output channel, like its output convolution
-        (16, 3, 4, 3, 2),  # strided: Keras' own path
+        (16, 3, 5, 3, 1, "same"),
+        (8, 4, 6, 3, 1, "same"),  # the U-Net's smallest maps
+        (1, 2, 3, 3, 1, "same"),  # a map smaller than the kernel
+        (16, 2, 3, 5, 1, "same"),  # a 5x5 kernel
+        (16, 2, 3, (3, 5), 1, "same"),  # a kernel of two sizes
+        (32, 1, 4, 3, 1, "same"),  # one input channel, like the U-Net's input convolution
+        (16, 4, 1, 3, 1, "same"),  # one output channel, like its output convolution
+        (16, 6, 4, 1, 1, "valid"),  # 1x1, like the residual blocks' skip projections: a matmul
+        (8, 5, 7, 1, 1, "same"),  # 1x1 'same' is the same matmul
+        (16, 3, 4, 3, 2, "same"),  # strided: Keras' own path
     ],
 )
-def test_conv2d_matches_keras_values_and_gradients(height, channels, filters, kernel_size, strides):
+def test_conv2d_matches_keras_values_and_gradients(height, channels, filters, kernel_size, strides, padding):
     rng = np.random.default_rng(0)
     x = tf.constant(rng.normal(size=(3, height, height, channels)).astype(np.float32))
-    ours = networks.Conv2D(filters, kernel_size, strides=strides, padding="same")
-    reference = keras.layers.Conv2D(filters, kernel_size, strides=strides, padding="same")
+    ours = networks.Conv2D(filters, kernel_size, strides=strides, padding=padding)
+    reference = keras.layers.Conv2D(filters, kernel_size, strides=strides, padding=padding)
     kernel_shape = kernel_size if isinstance(kernel_size, tuple) else (kernel_size, kernel_size)
     kernel = rng.normal(size=(*kernel_shape, channels, filters)).astype(np.float32)
     weights = [kernel, rng.normal(size=filters).astype(np.float32)]
@@ -241,6 +243,8 @@ def test_conv2d_computes_its_gradients_with_forward_convolutions_only_where_it_s
     x = tf.zeros((2, 16, 16, 3))
     fast = _gradient_op_types(networks.Conv2D(4, 3, padding="same"), x)
     assert "Conv2DBackpropInput" not in fast and "Conv2DBackpropFilter" not in fast
+    pointwise = _gradient_op_types(networks.Conv2D(4, 1), x)  # the skip projections: matmuls, no convolution
+    assert "MatMul" in pointwise and not {op for op in pointwise if op.startswith("Conv2D")}
     strided = _gradient_op_types(networks.Conv2D(4, 3, strides=2, padding="same"), x)
     assert {"Conv2DBackpropInput", "Conv2DBackpropFilter"} <= strided
     mixed = networks.Conv2D(4, 3, padding="same", dtype="mixed_bfloat16")
