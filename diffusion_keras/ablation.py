@@ -42,7 +42,7 @@ from diffusion_keras import data, networks, training
 
 # name -> (what it changes, training arguments on top of training.DEFAULTS); None marks the keras.io row
 ROWS = {
-    "default": ("our default recipe: small U-Net, cosine, v, batch 128, lr 2e-3, EMA warm-up", {}),
+    "default": ("our default recipe: small U-Net, cosine, v, batch 32, lr 2e-3, EMA warm-up", {}),
     "tiny": ("size tiny (121k parameters)", {"size": "tiny"}),
     "medium": ("size medium (1.4M parameters: widths 32-64-96, one block per level)", {"size": "medium"}),
     "base": ("size base (2.2M parameters)", {"size": "base"}),
@@ -53,6 +53,7 @@ ROWS = {
     "lr-1e-3": ("learning rate 1e-3", {"learning_rate": 1e-3}),
     "lr-4e-3": ("learning rate 4e-3", {"learning_rate": 4e-3}),
     "batch-64": ("batch 64", {"batch_size": 64}),
+    "batch-128": ("batch 128", {"batch_size": 128}),
     "batch-256": ("batch 256", {"batch_size": 256}),
     "keras-io": ("keras.io DDIM recipe (anchor)", None),
 }

@@ -63,7 +63,7 @@ def test_killed_run_resumes_and_ends_with_the_same_number_of_steps(tmp_path):
 
 def test_resuming_with_other_arguments_is_refused(tmp_path):
     training._run_config(tmp_path, {**training.DEFAULTS})
-    with pytest.raises(ValueError, match=r"holds a run with other arguments \(batch_size: 128 -> 64\)"):
+    with pytest.raises(ValueError, match=r"holds a run with other arguments \(batch_size: 32 -> 64\)"):
         training._run_config(tmp_path, {**training.DEFAULTS, "batch_size": 64})
     # the speed options may change, e.g. a run resumed on a machine without native bfloat16
     training._run_config(tmp_path, {**training.DEFAULTS, "mixed_precision": False, "jit_compile": True,
