@@ -211,7 +211,8 @@ def _pointwise_conv2d(x, kernel):
     """A unit-stride 1x1 convolution as one matmul: (batch * height * width, in) @ (in, out).
 
     Automatic differentiation then gives matmuls for both gradients (dx = dy K^T, dK = x^T dy) instead of
-    TensorFlow's convolution ops, which were slower at the U-Net's skip projections on the 2-core CPU. ``x``: (batch, height, width, in), ``kernel``: (1, 1, in, out).
+    TensorFlow's convolution ops, which were slower at the U-Net's skip projections on the 2-core CPU.
+    ``x``: (batch, height, width, in), ``kernel``: (1, 1, in, out).
     """
     outputs = tf.matmul(tf.reshape(x, (-1, x.shape[-1])), kernel[0, 0])
     return tf.reshape(outputs, tf.concat([tf.shape(x)[:-1], [kernel.shape[-1]]], axis=0))
@@ -242,8 +243,8 @@ class Conv2D(layers.Conv2D):
     The first made a training step of the default U-Net about 20% faster (README, Performance). The
     second is faster alone at the U-Net's five skip projections (34 -> 27 ms forward and backward for
     32 images in all), under 2% of a step and within ``bench``'s noise. Other convolutions (strided,
-    bfloat16, on a GPU) use Keras' own path. Like ``GroupNormalization``, the class keeps
-    Keras' name and weights, so weights saved with either layer load into the other.
+    bfloat16, on a GPU) use Keras' own path. Like ``GroupNormalization``, the class keeps Keras' name
+    and weights, so weights saved with either layer load into the other.
     """
 
     def convolution_op(self, inputs, kernel):
