@@ -109,7 +109,7 @@ def build_sized_network(size):
     return networks.build_network(networks.DEFAULT_PRESET, widths=widths)
 
 
-def network_throughput(size="small", policy="float32", jit_compile=False, train_batch=128,
+def network_throughput(size="small", policy="float32", jit_compile=False, train_batch=None,
                        eval_batch=256, repeats=3, steps_per_repeat=5, micro_batch_size=None):
     """Measure one network preset: training images/s (full ``train_step`` and a bare step), eval images/s,
     and the matmul GFLOP/s of the policy's compute precision, all timed in turns (``interleaved_median_seconds``).
@@ -119,12 +119,15 @@ def network_throughput(size="small", policy="float32", jit_compile=False, train_
     ``q_sample``, the loss bookkeeping and the EMA update; its overhead is ``bare_s / step_s`` - 1
     in reverse (``train_step`` seconds over bare seconds, minus 1). With ``micro_batch_size``,
     ``train_step`` splits its batch (``model.batch_gradients``) and the bare step does too.
+    ``train_batch`` defaults to the batch size of ``train`` (``training.DEFAULTS``).
     """
     import keras
 
     from diffusion_keras import model as model_module
     from diffusion_keras import networks
+    from diffusion_keras.training import DEFAULTS
 
+    train_batch = train_batch or DEFAULTS["batch_size"]
     keras.mixed_precision.set_global_policy(policy)
     try:
         network = build_sized_network(size)
@@ -200,8 +203,10 @@ def add_bench_arguments(parser):
     """Declare the ``bench`` options on ``parser``."""
     parser.add_argument("--sizes", nargs="+", default=["small"],
                         help="network presets, or widths like 32-64-96 (default: small)")
-    parser.add_argument("--train-batch", type=int, default=128, help="training batch size (default: 128)")
-    from diffusion_keras.training import CPU_MICRO_BATCH_SIZE, _micro_batch_size_argument
+    from diffusion_keras.training import CPU_MICRO_BATCH_SIZE, DEFAULTS, _micro_batch_size_argument
+
+    parser.add_argument("--train-batch", type=int, default=DEFAULTS["batch_size"],
+                        help=f"training batch size (default: {DEFAULTS['batch_size']}, what `train` uses)")
 
     parser.add_argument("--micro-batch-size", type=_micro_batch_size_argument, default="auto",
                         help="images per micro-batch of a training step (default: auto, what `train` uses: "

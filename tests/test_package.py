@@ -67,6 +67,10 @@ def test_bench_command_prints_both_tables():
     assert result.returncode == 0, result.stderr[-2000:]
     assert "matmul 2048x2048 at start: fp32" in result.stdout and "matmul GFLOP/s" in result.stdout and "native bfloat16: " in result.stdout
     assert "train img/s" in result.stdout and "step overhead" in result.stdout
+    # the training rows time the batch size that `train` uses by default
+    from diffusion_keras.training import DEFAULTS
+
+    assert f"training steps: batch {DEFAULTS['batch_size']}," in result.stdout
     assert "overhead" in result.stdout.split("samplers,")[1]
 
 
