@@ -127,7 +127,8 @@ def network_throughput(size="small", policy="float32", jit_compile=False, train_
     from diffusion_keras import networks
     from diffusion_keras.training import DEFAULTS
 
-    train_batch = train_batch or DEFAULTS["batch_size"]
+    if train_batch is None:
+        train_batch = DEFAULTS["batch_size"]
     keras.mixed_precision.set_global_policy(policy)
     try:
         network = build_sized_network(size)
