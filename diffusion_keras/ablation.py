@@ -52,6 +52,7 @@ ROWS = {
     "no-ema-warmup": ("plain EMA 0.999, no warm-up", {"ema_warmup": False}),
     "lr-1e-3": ("learning rate 1e-3", {"learning_rate": 1e-3}),
     "lr-4e-3": ("learning rate 4e-3", {"learning_rate": 4e-3}),
+    "batch-16": ("batch 16", {"batch_size": 16}),
     "batch-64": ("batch 64", {"batch_size": 64}),
     "batch-128": ("batch 128", {"batch_size": 128}),
     "batch-256": ("batch 256", {"batch_size": 256}),
