@@ -9,7 +9,8 @@ this order and checks its sha256 before using it:
 4. Keras' own download (``keras.utils.get_file``), which works in Colab.
 
 ``make_dataset`` turns the uint8 digits into the model's input space: float32 in [-1, 1], padded from
-28x28 to 32x32 with the background value -1 so that a U-Net can halve the size three times.
+28x28 to 32x32 with the background value -1 so that a U-Net can halve the size three times
+(``image_size=28`` skips the padding, for a U-Net that halves it twice: 28 -> 14 -> 7).
 """
 
 import hashlib
@@ -33,6 +34,7 @@ DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 IMAGE_SIZE = 32  # padded side length fed to the networks
 MNIST_SIZE = 28
 PAD = (IMAGE_SIZE - MNIST_SIZE) // 2
+IMAGE_SIZES = (IMAGE_SIZE, MNIST_SIZE)  # padded (the default) or the digits as they are
 SPLITS = ("train", "test")
 
 
@@ -141,12 +143,23 @@ def load_mnist(path=None, download=True):
     return (x_train, y_train), (x_test, y_test)
 
 
-def to_model_range(images):
-    """Map uint8 digits (n, 28, 28) to float32 model inputs (n, 32, 32, 1) in [-1, 1].
+def check_image_size(image_size):
+    """``image_size`` as an int if it is one the data pipeline makes (32 padded, 28 unpadded), else ValueError."""
+    if isinstance(image_size, bool) or image_size not in IMAGE_SIZES:
+        raise ValueError(
+            f"image_size must be {IMAGE_SIZE} (padded) or {MNIST_SIZE} (unpadded); received {image_size!r}."
+        )
+    return int(image_size)
 
-    Pixels go to ``x / 127.5 - 1`` and the border is padded with -1, the background value, so the
-    padding looks like more background rather than a grey frame.
+
+def to_model_range(images, image_size=IMAGE_SIZE):
+    """Map uint8 digits (n, 28, 28) to float32 model inputs (n, image_size, image_size, 1) in [-1, 1].
+
+    Pixels go to ``x / 127.5 - 1``. For ``image_size=32`` the border is padded with -1, the background
+    value, so the padding looks like more background rather than a grey frame; 28 keeps the digits as
+    they are (a quarter fewer pixels for the network to process).
     """
+    pad = (check_image_size(image_size) - MNIST_SIZE) // 2
     images = np.asarray(images)
     if images.ndim != 3 or images.shape[1:] != (MNIST_SIZE, MNIST_SIZE):
         raise ValueError(
@@ -155,8 +168,8 @@ def to_model_range(images):
     if images.dtype != np.uint8:
         raise ValueError(f"images must be uint8 in 0..255; received dtype {images.dtype}.")
     scaled = images.astype(np.float32) / 127.5 - 1.0
-    padded = np.pad(scaled, ((0, 0), (PAD, PAD), (PAD, PAD)), constant_values=-1.0)
-    return padded[..., None]  # (n, 32, 32, 1)
+    padded = np.pad(scaled, ((0, 0), (pad, pad), (pad, pad)), constant_values=-1.0)
+    return padded[..., None]  # (n, image_size, image_size, 1)
 
 
 def to_uint8(images):
@@ -187,6 +200,7 @@ def make_dataset(
     seed=0,
     drop_remainder=True,
     path=None,
+    image_size=IMAGE_SIZE,
 ):
     """Return a shuffled, batched, prefetched ``tf.data.Dataset`` of MNIST in model space.
 
@@ -199,14 +213,17 @@ def make_dataset(
         seed: shuffle seed.
         drop_remainder: drop the last incomplete batch, so every step sees ``batch_size`` images.
         path: optional explicit path to ``mnist.npz``.
+        image_size: 32 (padded with the background value, the default) or 28 (unpadded).
 
     Returns:
-        A dataset of float32 images of shape (batch, 32, 32, 1) in [-1, 1] (and int32 labels).
+        A dataset of float32 images of shape (batch, image_size, image_size, 1) in [-1, 1] (and int32
+        labels).
     """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}; received {split!r}.")
     if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ValueError(f"batch_size must be an integer >= 1; received {batch_size!r}.")
+    check_image_size(image_size)
     (x_train, y_train), (x_test, y_test) = load_mnist(path)
     images, targets = (x_train, y_train) if split == "train" else (x_test, y_test)
     if subset is not None:
@@ -220,7 +237,7 @@ def make_dataset(
             f"batch_size={batch_size} is larger than the {len(images)} images available, and "
             "drop_remainder=True would yield no batch. Use a smaller batch_size or a larger subset."
         )
-    images = to_model_range(images)
+    images = to_model_range(images, image_size)
     if labels:
         dataset = tf.data.Dataset.from_tensor_slices((images, targets.astype(np.int32)))
     else:

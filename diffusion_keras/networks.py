@@ -49,6 +49,8 @@ network_presets = {
     "small": {"widths": (24, 48, 64), "blocks_per_level": 1, "attention": True},
     "medium": {"widths": (32, 64, 96), "blocks_per_level": 1, "attention": True},
     "base": {"widths": (32, 64, 96), "blocks_per_level": 2, "attention": True},
+    # "small" with narrow upsampling: 17% fewer FLOPs per image, all of them in the decoder
+    "lean": {"widths": (24, 48, 64), "blocks_per_level": 1, "attention": True, "narrow_upsampling": True},
 }
 DEFAULT_PRESET = "small"
 
@@ -501,6 +503,10 @@ class UNet(_ConventionMixin, keras.Model):
             Each must be divisible by ``norm_groups``.
         blocks_per_level: residual blocks per level, in the encoder and in the decoder.
         attention: add ``SelfAttention2D`` at levels of 8x8 or smaller and in the middle.
+        narrow_upsampling: if True, the convolution after each upsampling outputs the width of the
+            level it enters (``widths[level - 1]``) instead of keeping the width of the level it
+            leaves. It is the decoder's most expensive layer at full resolution, and the block after
+            it then reads a narrower concatenation: 17% fewer FLOPs for ``widths=(24, 48, 64)``.
         num_classes: None for an unconditional network, or the number of classes (10 for MNIST).
         num_timesteps: T, the number of diffusion steps of the schedule it will be trained with.
         image_size: side length of the square input; must be divisible by ``2**(len(widths)-1)``.
@@ -536,6 +542,7 @@ class UNet(_ConventionMixin, keras.Model):
         channels=1,
         norm_groups=8,
         dropout=0.0,
+        narrow_upsampling=False,
         name="unet",
         **kwargs,
     ):
@@ -611,7 +618,8 @@ class UNet(_ConventionMixin, keras.Model):
                     x = SelfAttention2D(norm_groups, name=f"{block_name}_attention")(x)
             if level > 0:
                 x = layers.UpSampling2D(2, interpolation="nearest", name=f"up_{level}_upsample")(x)
-                x = Conv2D(width, 3, padding="same", name=f"up_{level}_upsample_conv")(x)
+                upsample_width = widths[level - 1] if narrow_upsampling else width
+                x = Conv2D(upsample_width, 3, padding="same", name=f"up_{level}_upsample_conv")(x)
                 resolution *= 2
 
         # 6. Output head; zero-initialised so training starts from "predict 0".
@@ -633,6 +641,7 @@ class UNet(_ConventionMixin, keras.Model):
         self.channels = channels
         self.norm_groups = norm_groups
         self.dropout = float(dropout)
+        self.narrow_upsampling = bool(narrow_upsampling)
 
     def get_config(self):
         return {
@@ -646,6 +655,7 @@ class UNet(_ConventionMixin, keras.Model):
             "channels": self.channels,
             "norm_groups": self.norm_groups,
             "dropout": self.dropout,
+            "narrow_upsampling": self.narrow_upsampling,
         }
 
     @classmethod

@@ -58,6 +58,10 @@ def test_model_range_and_back(mnist):
     np.testing.assert_array_equal(images[:, :2], -1.0)
     np.testing.assert_array_equal(images[:, :, -2:], -1.0)
     np.testing.assert_array_equal(data.to_uint8(images), x_train[:8])
+    unpadded = data.to_model_range(x_train[:8], image_size=28)
+    assert unpadded.shape == (8, 28, 28, 1)
+    np.testing.assert_array_equal(unpadded, images[:, 2:-2, 2:-2])
+    np.testing.assert_array_equal(data.to_uint8(unpadded), x_train[:8])
 
 
 def test_make_dataset_batches_shapes_ranges_and_labels():
@@ -70,6 +74,8 @@ def test_make_dataset_batches_shapes_ranges_and_labels():
     assert float(np.min(images)) == -1.0 and float(np.max(images)) <= 1.0
     unlabelled = next(iter(data.make_dataset(batch_size=8, subset=16)))
     assert unlabelled.shape == (8, 32, 32, 1)
+    unpadded = next(iter(data.make_dataset(batch_size=8, subset=16, image_size=28)))
+    assert unpadded.shape == (8, 28, 28, 1) and float(np.max(unpadded)) == 1.0
 
 
 def test_make_dataset_is_shuffled_with_a_seed():
@@ -89,6 +95,7 @@ def test_make_dataset_is_shuffled_with_a_seed():
         ({"batch_size": 0}, "batch_size must be an integer >= 1; received 0"),
         ({"subset": 0}, r"subset must be an integer in \[1, 60000\]"),
         ({"subset": 10, "batch_size": 32}, "batch_size=32 is larger than the 10 images"),
+        ({"image_size": 30}, r"image_size must be 32 \(padded\) or 28 \(unpadded\); received 30"),
     ],
 )
 def test_make_dataset_rejects_bad_arguments(kwargs, message):

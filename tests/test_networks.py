@@ -72,6 +72,23 @@ def test_presets_sizes_span_the_documented_range():
     assert counts["tiny"] < 200_000
     assert 300_000 <= counts[networks.DEFAULT_PRESET] <= 1_000_000
     assert counts["tiny"] < counts["small"] < counts["medium"] < counts["base"] <= 2_500_000
+    assert counts["lean"] < counts["small"]
+
+
+def test_narrow_upsampling_and_unpadded_digits_cut_the_flops_not_the_shapes(digits):
+    small, lean = networks.build_network("small"), networks.build_network("lean")
+    # the convolution after each upsampling outputs the width of the level it enters
+    assert small.get_layer("up_1_upsample_conv").output.shape[-1] == 48
+    assert lean.get_layer("up_1_upsample_conv").output.shape[-1] == 24
+    assert lean.get_layer("up_2_upsample_conv").output.shape[-1] == 48
+    assert networks.count_flops(lean) / networks.count_flops(small) == pytest.approx(0.83, abs=0.01)
+    unpadded = networks.build_network("lean", image_size=28)
+    assert unpadded.image_shape == (28, 28, 1)
+    # every layer's work scales with its pixels: 28 * 28 / (32 * 32)
+    assert networks.count_flops(unpadded) / networks.count_flops(lean) == pytest.approx(784 / 1024, rel=0.01)
+    assert networks.count_flops(unpadded) == _flops_from_tensorflow_graph(unpadded, 2, image_size=28)
+    x_t, t = _inputs(digits, batch_size=2)
+    assert tuple(unpadded([x_t[:, 2:-2, 2:-2], t]).shape) == (2, 28, 28, 1)
 
 
 def test_article_mlp_predicts_in_model_range_and_ignores_t(digits):
@@ -276,9 +293,9 @@ def test_count_flops_hand_count():
     assert networks.count_flops(mlp) == 2 * (1024 * 64 + 64 * 32 + 32 * 1024)
 
 
-def _flops_from_tensorflow_graph(network, num_inputs):
+def _flops_from_tensorflow_graph(network, num_inputs, image_size=32):
     """An independent count: walk the ops TensorFlow actually traces for one image."""
-    specs = [tf.TensorSpec((1, 32, 32, 1), tf.float32)] + [tf.TensorSpec((1,), tf.int32)] * (num_inputs - 1)
+    specs = [tf.TensorSpec((1, image_size, image_size, 1), tf.float32)] + [tf.TensorSpec((1,), tf.int32)] * (num_inputs - 1)
     function = tf.function(lambda *inputs: network(list(inputs), training=False))
     graph = function.get_concrete_function(*specs).graph
     total = 0
@@ -318,13 +335,18 @@ def test_count_flops_rejects_subclassed_models():
 # ----------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kind", ["unet", "article_mlp"])
+@pytest.mark.parametrize("kind", ["unet", "unet_narrow_28", "article_mlp"])
 def test_network_keras_file_round_trip(tmp_path, digits, kind):
     keras.utils.set_random_seed(5)
     if kind == "unet":
         network = networks.UNet(widths=(8, 16, 16), attention=True, num_classes=10, num_timesteps=50)
         _randomize_output_head(network)
         inputs = _inputs(digits, T=50, labels=[0, 4, 9, 10])
+    elif kind == "unet_narrow_28":
+        network = networks.UNet(widths=(8, 16, 16), narrow_upsampling=True, image_size=28, num_timesteps=50)
+        _randomize_output_head(network)
+        x_t, t = _inputs(digits, T=50)
+        inputs = [x_t[:, 2:-2, 2:-2], t]
     else:
         network = networks.ArticleMLP(hidden_units=(32,), use_timestep=True, num_timesteps=50)
         inputs = _inputs(digits, T=50)

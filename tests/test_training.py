@@ -245,6 +245,7 @@ def test_micro_batch_size_command_line_values(capsys):
         ({"lr_schedule": "time_cosine"}, "lr_schedule='time_cosine' follows the --max-minutes budget"),
         ({"lr_schedule": "step"}, "lr_schedule must be one of"),
         ({"optimiser": "sgd"}, r"Unknown training arguments \['optimiser'\]"),
+        ({"image_size": 64}, r"image_size must be 32 \(padded\) or 28 \(unpadded\); received 64"),
         ({"mixed_precision": "yes"}, "mixed_precision must be True, False or 'auto'; received 'yes'"),
         ({"micro_batch_size": -64}, r"micro_batch_size must be 'auto', None or an integer >= 0 .*received -64"),
         ({"micro_batch_size": "32"}, r"micro_batch_size must be 'auto', None or an integer >= 0 .*received '32'"),
@@ -253,3 +254,20 @@ def test_micro_batch_size_command_line_values(capsys):
 def test_bad_training_arguments(tmp_path, arguments, message):
     with pytest.raises(ValueError, match=message):
         training.train(tmp_path / "run", **arguments)
+
+
+def test_lean_network_trains_on_unpadded_digits_and_reloads(tmp_path):
+    from diffusion_keras import samplers
+
+    arguments = {"size": "lean", "epochs": 1, "steps_per_epoch": 2, "subset": 64, "batch_size": 16,
+                 "sample_steps": 2}
+    model = training.train(tmp_path / "run", verbose=0, image_size=28, **arguments)
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["image_size"] == 28
+    assert int(model.optimizer.iterations) == 2
+    ema = keras.saving.load_model(tmp_path / "run" / "ema_network.keras", safe_mode=True)
+    assert ema.image_shape == (28, 28, 1) and ema.narrow_upsampling
+    images = samplers.ddim_sample(ema, model.schedule, n=2, steps=2, seed=0, target="v")
+    assert images.shape == (2, 28, 28, 1) and np.all(np.isfinite(images))
+    # the run's digits were unpadded; resuming it on padded ones is refused
+    with pytest.raises(ValueError, match=r"image_size: 28 -> 32"):
+        training.train(tmp_path / "run", verbose=0, **arguments)
