@@ -92,13 +92,13 @@ def machine_summary():
     )
 
 
-def build_sized_network(size):
+def build_sized_network(size, image_size=32):
     """A preset name (``"small"``) or widths joined by dashes (``"32-64-96"``: the small preset's other
     settings with these widths), so that ``bench`` can measure sizes that are not presets yet."""
     from diffusion_keras import networks
 
     if size in networks.network_presets:
-        return networks.build_network(size)
+        return networks.build_network(size, image_size=image_size)
     try:
         widths = tuple(int(width) for width in size.split("-"))
     except ValueError:
@@ -106,11 +106,11 @@ def build_sized_network(size):
             f"size must be a preset {tuple(networks.network_presets)} or widths like '32-64-96'; "
             f"received {size!r}."
         ) from None
-    return networks.build_network(networks.DEFAULT_PRESET, widths=widths)
+    return networks.build_network(networks.DEFAULT_PRESET, widths=widths, image_size=image_size)
 
 
 def network_throughput(size="small", policy="float32", jit_compile=False, train_batch=None,
-                       eval_batch=256, repeats=3, steps_per_repeat=5, micro_batch_size=None):
+                       eval_batch=256, repeats=3, steps_per_repeat=5, micro_batch_size=None, image_size=32):
     """Measure one network preset: training images/s (full ``train_step`` and a bare step), eval images/s,
     and the matmul GFLOP/s of the policy's compute precision, all timed in turns (``interleaved_median_seconds``).
 
@@ -119,7 +119,8 @@ def network_throughput(size="small", policy="float32", jit_compile=False, train_
     ``q_sample``, the loss bookkeeping and the EMA update; its overhead is ``bare_s / step_s`` - 1
     in reverse (``train_step`` seconds over bare seconds, minus 1). With ``micro_batch_size``,
     ``train_step`` splits its batch (``model.batch_gradients``) and the bare step does too.
-    ``train_batch`` defaults to the batch size of ``train`` (``training.DEFAULTS``).
+    ``train_batch`` defaults to the batch size of ``train`` (``training.DEFAULTS``); ``image_size`` is
+    32 (padded MNIST, the default) or 28 (``train --image-size 28``).
     """
     import keras
 
@@ -131,15 +132,15 @@ def network_throughput(size="small", policy="float32", jit_compile=False, train_
         train_batch = DEFAULTS["batch_size"]
     keras.mixed_precision.set_global_policy(policy)
     try:
-        network = build_sized_network(size)
+        network = build_sized_network(size, image_size)
         diffusion = model_module.DiffusionModel(network, schedule="cosine", seed=0, micro_batch_size=micro_batch_size)
         diffusion.compile(optimizer=keras.optimizers.AdamW(1e-4))
         diffusion.optimizer.build(diffusion.trainable_variables)  # fit would do it (make_train_function)
-        images = tf.random.uniform((train_batch, 32, 32, 1), -1.0, 1.0, seed=0)
+        images = tf.random.uniform((train_batch, *network.image_shape), -1.0, 1.0, seed=0)
         train_step = tf.function(diffusion.train_step, jit_compile=jit_compile)
         train_step(images)
 
-        bare_network = build_sized_network(size)
+        bare_network = build_sized_network(size, image_size)
         bare_optimizer = keras.optimizers.AdamW(1e-4)
         bare_optimizer.build(bare_network.trainable_variables)
         t = tf.random.uniform((train_batch,), 0, 1000, dtype=tf.int32, seed=1)
@@ -158,7 +159,7 @@ def network_throughput(size="small", policy="float32", jit_compile=False, train_
             return loss
 
         bare_step()
-        eval_images = tf.random.uniform((eval_batch, 32, 32, 1), -1.0, 1.0, seed=3)
+        eval_images = tf.random.uniform((eval_batch, *network.image_shape), -1.0, 1.0, seed=3)
         eval_t = tf.random.uniform((eval_batch,), 0, 1000, dtype=tf.int32, seed=4)
         evaluate = tf.function(lambda: network([eval_images, eval_t]), jit_compile=jit_compile)
         evaluate()
@@ -183,6 +184,7 @@ def network_throughput(size="small", policy="float32", jit_compile=False, train_
         train_gflops = 3 * flops * train_batch / step_seconds / 1e9
         return {
             "size": size,
+            "image": image_size,
             "policy": policy,
             "jit": jit_compile,
             "params": network.count_params(),
@@ -202,10 +204,13 @@ def network_throughput(size="small", policy="float32", jit_compile=False, train_
 
 def add_bench_arguments(parser):
     """Declare the ``bench`` options on ``parser``."""
-    parser.add_argument("--sizes", nargs="+", default=["small"],
-                        help="network presets, or widths like 32-64-96 (default: small)")
+    from diffusion_keras.data import IMAGE_SIZE, IMAGE_SIZES
     from diffusion_keras.training import CPU_MICRO_BATCH_SIZE, DEFAULTS, _micro_batch_size_argument
 
+    parser.add_argument("--sizes", nargs="+", default=["small"],
+                        help="network presets, or widths like 32-64-96 (default: small)")
+    parser.add_argument("--image-size", type=int, default=IMAGE_SIZE, choices=IMAGE_SIZES,
+                        help="32: padded MNIST (default), 28: unpadded, as `train --image-size 28`")
     parser.add_argument("--train-batch", type=int, default=DEFAULTS["batch_size"],
                         help=f"training batch size (default: {DEFAULTS['batch_size']}, what `train` uses)")
 
@@ -255,10 +260,10 @@ def run_bench(args):
         for variant in variants:
             policy, jit = VARIANTS[variant]
             row = network_throughput(size, policy, jit, train_batch=args.train_batch, repeats=args.repeats,
-                                     micro_batch_size=micro_batch_size)
+                                     micro_batch_size=micro_batch_size, image_size=args.image_size)
             row["variant"] = variant
             rows.append(row)
-    columns = ["size", "variant", "params", "GFLOP/img", "train img/s", "train GFLOP/s", "matmul GFLOP/s",
+    columns = ["size", "image", "variant", "params", "GFLOP/img", "train img/s", "train GFLOP/s", "matmul GFLOP/s",
                "train/matmul", "step overhead", "eval img/s", "eval GFLOP/s"]
     if rows:
         print(format_table(rows, columns))
@@ -273,7 +278,7 @@ def run_bench(args):
 def _bench_samplers(args):
     from diffusion_keras import samplers, schedules
 
-    network = build_sized_network(args.sizes[0])
+    network = build_sized_network(args.sizes[0], args.image_size)
     rows = samplers.bench_samplers(
         network, schedules.cosine(), n=args.sampler_n, repeats=args.repeats, steps=tuple(args.sampler_steps)
     )

@@ -61,12 +61,14 @@ def test_cli_reports_bad_input_in_one_line(tmp_path):
 def test_bench_command_prints_both_tables():
     result = subprocess.run(
         [sys.executable, "-m", "diffusion_keras", "bench", "--sizes", "tiny", "--variants", "fp32", "--repeats", "1",
-         "--samplers", "--sampler-steps", "2", "--sampler-n", "4"],
+         "--samplers", "--sampler-steps", "2", "--sampler-n", "4", "--image-size", "28"],
         capture_output=True, text=True, cwd=ROOT, timeout=600,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "matmul 2048x2048 at start: fp32" in result.stdout and "matmul GFLOP/s" in result.stdout and "native bfloat16: " in result.stdout
     assert "train img/s" in result.stdout and "step overhead" in result.stdout
+    rows = [line.split() for line in result.stdout.split("samplers,")[0].splitlines() if line.split()[:1] == ["tiny"]]
+    assert [row[:3] for row in rows] == [["tiny", "28", "fp32"]]  # size, image size, variant
     # the training rows time the batch size that `train` uses by default
     from diffusion_keras.training import DEFAULTS
 
@@ -93,5 +95,6 @@ def test_bench_builds_presets_and_width_lists():
 
     assert bench.build_sized_network("tiny").widths == (8, 16, 32)
     assert bench.build_sized_network("16-32-32").widths == (16, 32, 32)
+    assert bench.build_sized_network("16-32-32", image_size=28).image_shape == (28, 28, 1)
     with pytest.raises(ValueError, match="size must be a preset .* or widths like '32-64-96'; received 'huge'"):
         bench.build_sized_network("huge")
