@@ -567,6 +567,8 @@ class UNet(_ConventionMixin, keras.Model):
             )
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1); received {dropout!r}.")
+        if not isinstance(narrow_upsampling, (bool, np.bool_)):
+            raise ValueError(f"narrow_upsampling must be True or False; received {narrow_upsampling!r}.")
 
         inputs = _network_inputs(image_size, channels, num_classes)
         x_t, t = inputs[0], inputs[1]

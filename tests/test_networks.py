@@ -394,6 +394,8 @@ def test_constructor_errors():
         networks.UNet(widths=(8, 8, 8, 8, 8, 8, 8))
     with pytest.raises(ValueError, match="num_classes must be None"):
         networks.UNet(num_classes=0)
+    with pytest.raises(ValueError, match="narrow_upsampling must be True or False; received 'yes'"):
+        networks.UNet(narrow_upsampling="yes")
     with pytest.raises(ValueError, match="embedding_dim must be even"):
         networks.SinusoidalEmbedding(7)
     with pytest.raises(ValueError, match="hidden_units"):
