@@ -47,10 +47,10 @@ ATTENTION_RESOLUTION = 8
 network_presets = {
     "tiny": {"widths": (8, 16, 32), "blocks_per_level": 1, "attention": False},
     "small": {"widths": (24, 48, 64), "blocks_per_level": 1, "attention": True},
-    "medium": {"widths": (32, 64, 96), "blocks_per_level": 1, "attention": True},
-    "base": {"widths": (32, 64, 96), "blocks_per_level": 2, "attention": True},
     # "small" with narrow upsampling: 17% fewer FLOPs per image, all of them in the decoder
     "lean": {"widths": (24, 48, 64), "blocks_per_level": 1, "attention": True, "narrow_upsampling": True},
+    "medium": {"widths": (32, 64, 96), "blocks_per_level": 1, "attention": True},
+    "base": {"widths": (32, 64, 96), "blocks_per_level": 2, "attention": True},
 }
 DEFAULT_PRESET = "small"
 
