@@ -15,6 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from diffusion_keras import _backend  # noqa: F401
+from diffusion_keras.data import IMAGE_SIZE, IMAGE_SIZES
 
 
 def median_seconds(function, repeats=5, warmup=1):
@@ -92,7 +93,7 @@ def machine_summary():
     )
 
 
-def build_sized_network(size, image_size=32):
+def build_sized_network(size, image_size=IMAGE_SIZE):
     """A preset name (``"small"``) or widths joined by dashes (``"32-64-96"``: the small preset's other
     settings with these widths), so that ``bench`` can measure sizes that are not presets yet."""
     from diffusion_keras import networks
@@ -110,7 +111,7 @@ def build_sized_network(size, image_size=32):
 
 
 def network_throughput(size="small", policy="float32", jit_compile=False, train_batch=None,
-                       eval_batch=256, repeats=3, steps_per_repeat=5, micro_batch_size=None, image_size=32):
+                       eval_batch=256, repeats=3, steps_per_repeat=5, micro_batch_size=None, image_size=IMAGE_SIZE):
     """Measure one network preset: training images/s (full ``train_step`` and a bare step), eval images/s,
     and the matmul GFLOP/s of the policy's compute precision, all timed in turns (``interleaved_median_seconds``).
 
@@ -204,7 +205,6 @@ def network_throughput(size="small", policy="float32", jit_compile=False, train_
 
 def add_bench_arguments(parser):
     """Declare the ``bench`` options on ``parser``."""
-    from diffusion_keras.data import IMAGE_SIZE, IMAGE_SIZES
     from diffusion_keras.training import CPU_MICRO_BATCH_SIZE, DEFAULTS, _micro_batch_size_argument
 
     parser.add_argument("--sizes", nargs="+", default=["small"],

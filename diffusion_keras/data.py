@@ -157,7 +157,7 @@ def to_model_range(images, image_size=IMAGE_SIZE):
 
     Pixels go to ``x / 127.5 - 1``. For ``image_size=32`` the border is padded with -1, the background
     value, so the padding looks like more background rather than a grey frame; 28 keeps the digits as
-    they are (a quarter fewer pixels for the network to process).
+    they are (784/1024 of the pixels for the network to process).
     """
     pad = (check_image_size(image_size) - MNIST_SIZE) // 2
     images = np.asarray(images)
