@@ -226,18 +226,26 @@ def parse_base(text):
     return base
 
 
+def row_folder(out, name, base, seed=0):
+    """Row ``name``'s run folder under ``out``: ``name``, then ``@`` and its ``--base`` arguments and its
+    training seed where that is not 0 (``default@seed=1,target=epsilon``)."""
+    label = base_label({**base, "seed": seed} if seed else base)
+    return Path(out) / (f"{name}@{label}" if label else name)
+
+
 def run_row(name, out, minutes, seed=0, verbose=2, base=None):
     """Train row ``name`` (its change on top of ``base``, training arguments that replace ``DEFAULTS``)
-    for ``minutes``; return ``(sample function, facts, seconds)`` for scoring."""
+    for ``minutes`` with training seed ``seed``; return ``(sample function, facts, seconds)`` for scoring,
+    where ``sample(n, sampler, steps, seed)`` draws ``n`` digits from the row's EMA network."""
     if name not in ROWS:
         raise ValueError(f"row must be one of {sorted(ROWS)}; received {name!r}.")
     base = _row_base(name, base)
-    folder = Path(out) / (f"{name}@{base_label(base)}" if base else name)
+    folder = row_folder(out, name, base, seed)
     start = time.perf_counter()
     if _is_anchor(name):
         model, images_seen = train_keras_io(folder, minutes, seed=seed, verbose=verbose)
         facts = {"parameters": int(model.network.count_params()), "images_seen": int(images_seen)}
-        return (lambda n, sampler, steps: model.generate(n, steps, seed=seed)), facts, time.perf_counter() - start
+        return (lambda n, sampler, steps, seed: model.generate(n, steps, seed=seed)), facts, time.perf_counter() - start
     # the learning rate warms up and decays by the clock, so the schedule ends exactly with the budget
     arguments = {
         **base, **ROWS[name][1], "seed": seed, "max_minutes": minutes, "lr_schedule": "time_cosine",
@@ -250,7 +258,7 @@ def run_row(name, out, minutes, seed=0, verbose=2, base=None):
         "images_seen": int(model.optimizer.iterations.numpy()) * batch,
     }
 
-    def sample(n, sampler, steps):
+    def sample(n, sampler, steps, seed):
         from diffusion_keras import evaluate_cli
 
         images, _ = evaluate_cli.sample_in_chunks(
@@ -263,14 +271,18 @@ def run_row(name, out, minutes, seed=0, verbose=2, base=None):
 
 
 def score(sample, n, samplers=(("ddim", 50), ("dpm_solver_pp_2m", 20)), seed=0, keras_io=False):
-    """FID and the label metrics of ``n`` digits per sampler (the keras.io row only has its own DDIM)."""
+    """FID and the label metrics of ``n`` digits per sampler (the keras.io row only has its own DDIM).
+
+    ``seed`` is the evaluation seed: it draws the samplers' starting noise, the real training digits of
+    the floor and KID's subsets, so rows scored with one seed share one floor whatever their training seed.
+    """
     from diffusion_keras import evaluation
 
     results = {}
     for sampler, steps in samplers:
         if keras_io and sampler != "ddim":
             continue
-        result = evaluation.evaluate_images(sample(n, sampler, steps), seed=seed, include_ladder=False)
+        result = evaluation.evaluate_images(sample(n, sampler, steps, seed), seed=seed, include_ladder=False)
         results[f"{sampler}_{steps}"] = {
             "fid": result["fid"], "floor_fid": result["floor"]["fid"], "fid_ratio": result["fid_ratio"],
             "mean_max_probability": result["mean_max_probability"],
@@ -279,8 +291,14 @@ def score(sample, n, samplers=(("ddim", 50), ("dpm_solver_pp_2m", 20)), seed=0, 
     return results
 
 
-def ablate(out, rows=DEFAULT_ROWS, minutes=15.0, score_n=10000, seed=0, verbose=2, base=None):
+def ablate(out, rows=DEFAULT_ROWS, minutes=15.0, score_n=10000, seed=0, verbose=2, base=None, eval_seed=0):
     """Run and score every row not yet in ``out/ablation.json``; return the list of row results.
+
+    ``seed`` seeds the training (initial weights, data order, noise); ``eval_seed`` the scoring (see
+    ``score``). Kept apart, rows trained with other seeds are scored against the same floor, and their
+    spread is the training's alone. A row is done when one with the same name, budget, base and both
+    seeds is in ``ablation.json``; rows written before the seeds were recorded count as seed 0 and, as
+    they were scored then, evaluation seed = training seed.
 
     ``base`` (training arguments, e.g. ``{"target": "epsilon"}``) replaces the defaults under every row of
     ours, so that rows measured against an earlier default can be re-run after the default changed."""
@@ -297,7 +315,9 @@ def ablate(out, rows=DEFAULT_ROWS, minutes=15.0, score_n=10000, seed=0, verbose=
     done = json.loads(path.read_text()) if path.exists() else []
 
     def wanted(row, name):
-        return row["row"] == name and row["minutes"] == minutes and row.get("base", {}) == _row_base(name, base)
+        row_seed = row.get("seed", 0)
+        return (row["row"] == name and row["minutes"] == minutes and row.get("base", {}) == _row_base(name, base)
+                and row_seed == seed and row.get("eval_seed", row_seed) == eval_seed)
 
     for name in rows:
         if any(wanted(row, name) for row in done):
@@ -305,8 +325,9 @@ def ablate(out, rows=DEFAULT_ROWS, minutes=15.0, score_n=10000, seed=0, verbose=
         sample, facts, seconds = run_row(name, out, minutes, seed=seed, verbose=verbose, base=base)
         row = {
             "row": name, "description": ROWS[name][0], "arguments": ROWS[name][1],
-            "base": _row_base(name, base), "minutes": minutes, "train_seconds": seconds,
-            "score_n": score_n, **facts, "scores": score(sample, score_n, seed=seed, keras_io=_is_anchor(name)),
+            "base": _row_base(name, base), "minutes": minutes, "seed": seed, "eval_seed": eval_seed,
+            "train_seconds": seconds, "score_n": score_n, **facts,
+            "scores": score(sample, score_n, seed=eval_seed, keras_io=_is_anchor(name)),
         }
         done.append(row)
         out.mkdir(parents=True, exist_ok=True)
@@ -329,7 +350,8 @@ def format_ablation(rows, header=True):
     ] if header else []
     for row in rows:
         cells = [
-            row["row"], row["description"] + (f" (on {base_label(row['base'])})" if row.get("base") else ""),
+            row["row"], row["description"] + (f" (on {base_label(row['base'])})" if row.get("base") else "")
+            + (f" (seed {row['seed']})" if row.get("seed") else ""),
             f"{row['parameters']:,}", f"{row['minutes']:g}",
             f"{row['images_seen']:,}", _cell(row, "ddim_50", "fid", ".2f"),
             _cell(row, "ddim_50", "fid_ratio", ".1f") + "x", _cell(row, "dpm_solver_pp_2m_20", "fid", ".2f"),
@@ -348,7 +370,9 @@ def add_ablate_arguments(parser):
     parser.add_argument("--score-n", type=int, default=10000, help="digits scored per sampler (default: 10000)")
     parser.add_argument("--base", default="",
                         help="training arguments under every row of ours, e.g. target=epsilon (default: none)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="training seed (default: 0)")
+    parser.add_argument("--eval-seed", type=int, default=0,
+                        help="scoring seed: samplers' noise, the floor's real digits, KID subsets (default: 0)")
     parser.add_argument("--verbose", type=int, default=2, help="Keras fit verbosity (default: 2)")
     return parser
 
@@ -356,7 +380,7 @@ def add_ablate_arguments(parser):
 def run_ablate(args):
     rows = tuple(part.strip() for part in args.rows.split(",") if part.strip())
     results = ablate(args.out, rows, minutes=args.minutes, score_n=args.score_n, seed=args.seed,
-                     verbose=args.verbose, base=parse_base(args.base))
+                     verbose=args.verbose, base=parse_base(args.base), eval_seed=args.eval_seed)
     print()
     print(format_ablation(results))
     return 0

@@ -50,6 +50,17 @@ def test_ablation_runs_end_to_end_and_resumes(tmp_path, capsys):
     assert cli_main(["ablate", "--out", str(out), "--rows", "tiny,keras-io", "--minutes", "0.15",
                      "--score-n", "20", "--base", "target=epsilon"]) == 0
     assert (out / "ablation.json").stat().st_mtime_ns == before
+    # Another training seed is another row, in its own folder, scored with the same evaluation seed: the
+    # same real digits make its floor, so its FID ratio is comparable with seed 0's.
+    assert cli_main(["ablate", "--out", str(out), "--rows", "tiny", "--minutes", "0.15", "--score-n", "20",
+                     "--verbose", "0", "--base", "target=epsilon", "--seed", "1"]) == 0
+    rows = json.loads((out / "ablation.json").read_text())
+    assert [(row["row"], row["seed"], row["eval_seed"]) for row in rows] == [
+        ("tiny", 0, 0), ("keras-io", 0, 0), ("tiny", 1, 0)]
+    assert json.loads((out / "tiny@seed=1,target=epsilon" / "config.json").read_text())["seed"] == 1
+    assert rows[2]["scores"]["ddim_50"]["floor_fid"] == rows[0]["scores"]["ddim_50"]["floor_fid"]
+    assert rows[2]["scores"]["ddim_50"]["fid"] != rows[0]["scores"]["ddim_50"]["fid"]
+    assert "| tiny | size tiny (121k parameters) (on target=epsilon) (seed 1) |" in capsys.readouterr().out
 
 
 def test_ablation_bad_arguments(tmp_path, capsys):
