@@ -226,6 +226,11 @@ def parse_base(text):
     return base
 
 
+# Training arguments the ablation sets for every row of ours (with "seed" from --seed and "max_minutes" from
+# --minutes): the learning rate follows the clock, and the epochs only pace the log and the checkpoints.
+ROW_SETTINGS = {"lr_schedule": "time_cosine", "epochs": 100_000, "steps_per_epoch": 100, "sample_every": 100_000}
+
+
 def row_folder(out, name, base, seed=0):
     """Row ``name``'s run folder under ``out``: ``name``, then ``@`` and its ``--base`` arguments and its
     training seed where that is not 0 (``default@seed=1,target=epsilon``)."""
@@ -247,10 +252,7 @@ def run_row(name, out, minutes, seed=0, verbose=2, base=None):
         facts = {"parameters": int(model.network.count_params()), "images_seen": int(images_seen)}
         return (lambda n, sampler, steps, seed: model.generate(n, steps, seed=seed)), facts, time.perf_counter() - start
     # the learning rate warms up and decays by the clock, so the schedule ends exactly with the budget
-    arguments = {
-        **base, **ROWS[name][1], "seed": seed, "max_minutes": minutes, "lr_schedule": "time_cosine",
-        "epochs": 100_000, "steps_per_epoch": 100, "sample_every": 100_000,
-    }
+    arguments = {**base, **ROWS[name][1], "seed": seed, "max_minutes": minutes, **ROW_SETTINGS}
     model = training.train(folder, verbose=verbose, **arguments)
     batch = arguments.get("batch_size", training.DEFAULTS["batch_size"])
     facts = {
@@ -311,6 +313,13 @@ def ablate(out, rows=DEFAULT_ROWS, minutes=15.0, score_n=10000, seed=0, verbose=
     if not isinstance(score_n, int) or score_n < 2:
         raise ValueError(f"--score-n must be an integer >= 2; received {score_n!r}.")
     base = base or {}
+    fixed = sorted(set(base) & {"seed", "max_minutes", *ROW_SETTINGS})
+    if fixed:
+        # they would be overridden for every row without a word
+        raise ValueError(
+            f"--base cannot set {fixed}: the ablation sets them for every row (the seed with --seed, the "
+            f"budget with --minutes); received {base_label(base)!r}."
+        )
     path = out / "ablation.json"
     done = json.loads(path.read_text()) if path.exists() else []
 

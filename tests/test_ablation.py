@@ -70,6 +70,11 @@ def test_ablation_bad_arguments(tmp_path, capsys):
     assert "--base must be key=value pairs" in capsys.readouterr().err
     with pytest.raises(ValueError, match="--minutes must be > 0"):
         ablation.ablate(tmp_path, ("tiny",), minutes=0)
+    # keys the ablation sets itself would be overridden in silence, so they are refused
+    assert cli_main(["ablate", "--out", str(tmp_path), "--rows", "tiny", "--base", "seed=1,lr_schedule=constant"]) == 2
+    assert ("--base cannot set ['lr_schedule', 'seed']: the ablation sets them for every row (the seed with --seed, "
+            "the budget with --minutes); received 'lr_schedule=constant,seed=1'.") in capsys.readouterr().err
+    assert not (tmp_path / "tiny@lr_schedule=constant,seed=1").exists()
 
 
 def test_base_arguments_parse_and_bad_ones_are_named():
