@@ -282,6 +282,13 @@ def warm_start(network, source):
             raise FileNotFoundError(f"init_from={str(source)!r} does not exist; expected a .keras file.")
         source = keras.saving.load_model(path, safe_mode=True)
     source = getattr(source, "ema_network", source)
+    # convolutions have the same weights at any image size, so only the declared shapes tell them apart
+    source_shape, network_shape = getattr(source, "image_shape", None), getattr(network, "image_shape", None)
+    if source_shape is not None and network_shape is not None and source_shape != network_shape:
+        raise ValueError(
+            f"init_from: the source network takes images of shape {source_shape}, the new one {network_shape}; "
+            f"train with the source's --image-size ({source_shape[0]})."
+        )
     targets = {layer.name: layer for layer in network.layers}
     copied = set()
     for layer in source.layers:
@@ -292,7 +299,7 @@ def warm_start(network, source):
         if target is None or [tuple(w.shape) for w in target.weights] != shapes:
             raise ValueError(
                 f"init_from: layer {layer.name!r} with weight shapes {shapes} has no counterpart of the "
-                "same shapes in the new network; the source must be the same architecture (size) with "
+                "same shapes in the new network; the source must be the same architecture (--size) with "
                 "at most some layers missing."
             )
         target.set_weights(layer.get_weights())

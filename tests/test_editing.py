@@ -216,6 +216,10 @@ def test_warm_start_refuses_another_architecture(tmp_path):
     target = networks.build_network("tiny", num_classes=10, num_timesteps=T)
     with pytest.raises(ValueError, match="has no counterpart of the same shapes"):
         training.warm_start(target, networks.build_network("small", num_timesteps=T))
+    # the same weights fit a network for 28x28 digits, which the source was not trained on
+    unpadded = networks.build_network("tiny", num_classes=10, num_timesteps=T, image_size=28)
+    with pytest.raises(ValueError, match=r"shape \(32, 32, 1\), the new one \(28, 28, 1\).*--image-size \(32\)"):
+        training.warm_start(unpadded, networks.build_network("tiny", num_timesteps=T))
     with pytest.raises(FileNotFoundError, match="init_from='.*missing.keras' does not exist"):
         training.warm_start(target, tmp_path / "missing.keras")
 
