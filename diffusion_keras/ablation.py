@@ -238,6 +238,26 @@ def row_folder(out, name, base, seed=0):
     return Path(out) / (f"{name}@{label}" if label else name)
 
 
+def row_arguments(name, minutes, seed=0, base=None):
+    """The training arguments of row ``name`` (None for the anchor): ``base``, the row's change, its seed,
+    budget and ``ROW_SETTINGS``; the rest are ``training.DEFAULTS``."""
+    if _is_anchor(name):
+        return None
+    # the learning rate warms up and decays by the clock, so the schedule ends exactly with the budget
+    return {**_row_base(name, base), **ROWS[name][1], "seed": seed, "max_minutes": minutes, **ROW_SETTINGS}
+
+
+def row_recipe(name, minutes, seed=0, base=None):
+    """Every training argument of row ``name`` with the defaults filled in, less the speed options (None
+    for the anchor), as JSON stores it: what ``ablation.json`` records, so that a row trained under other
+    defaults is not taken for done after a default changed."""
+    arguments = row_arguments(name, minutes, seed, base)
+    if arguments is None:
+        return None
+    config = training._check_config(arguments)
+    return json.loads(json.dumps({key: value for key, value in config.items() if key not in training._SPEED_OPTIONS}))
+
+
 def run_row(name, out, minutes, seed=0, verbose=2, base=None):
     """Train row ``name`` (its change on top of ``base``, training arguments that replace ``DEFAULTS``)
     for ``minutes`` with training seed ``seed``; return ``(sample function, facts, seconds)`` for scoring,
@@ -251,8 +271,7 @@ def run_row(name, out, minutes, seed=0, verbose=2, base=None):
         model, images_seen = train_keras_io(folder, minutes, seed=seed, verbose=verbose)
         facts = {"parameters": int(model.network.count_params()), "images_seen": int(images_seen)}
         return (lambda n, sampler, steps, seed: model.generate(n, steps, seed=seed)), facts, time.perf_counter() - start
-    # the learning rate warms up and decays by the clock, so the schedule ends exactly with the budget
-    arguments = {**base, **ROWS[name][1], "seed": seed, "max_minutes": minutes, **ROW_SETTINGS}
+    arguments = row_arguments(name, minutes, seed, base)
     model = training.train(folder, verbose=verbose, **arguments)
     batch = arguments.get("batch_size", training.DEFAULTS["batch_size"])
     facts = {
@@ -303,7 +322,9 @@ def ablate(out, rows=DEFAULT_ROWS, minutes=15.0, score_n=10000, seed=0, verbose=
     they were scored then, evaluation seed = training seed.
 
     ``base`` (training arguments, e.g. ``{"target": "epsilon"}``) replaces the defaults under every row of
-    ours, so that rows measured against an earlier default can be re-run after the default changed."""
+    ours, so that rows measured against an earlier default can be re-run after the default changed. Each
+    row records its whole recipe (``row_recipe``), and a row trained with another one is not done: its
+    folder then refuses to resume with the new arguments, and the error names them."""
     out = Path(out)
     unknown = [row for row in rows if row not in ROWS]
     if unknown:
@@ -323,10 +344,14 @@ def ablate(out, rows=DEFAULT_ROWS, minutes=15.0, score_n=10000, seed=0, verbose=
     path = out / "ablation.json"
     done = json.loads(path.read_text()) if path.exists() else []
 
+    recipes = {name: row_recipe(name, minutes, seed, base) for name in rows}
+
     def wanted(row, name):
         row_seed = row.get("seed", 0)
+        # rows written before recipes were recorded match by name, budget, base and seeds alone
         return (row["row"] == name and row["minutes"] == minutes and row.get("base", {}) == _row_base(name, base)
-                and row_seed == seed and row.get("eval_seed", row_seed) == eval_seed)
+                and row_seed == seed and row.get("eval_seed", row_seed) == eval_seed
+                and row.get("recipe", recipes[name]) == recipes[name])
 
     for name in rows:
         if any(wanted(row, name) for row in done):
@@ -334,7 +359,8 @@ def ablate(out, rows=DEFAULT_ROWS, minutes=15.0, score_n=10000, seed=0, verbose=
         sample, facts, seconds = run_row(name, out, minutes, seed=seed, verbose=verbose, base=base)
         row = {
             "row": name, "description": ROWS[name][0], "arguments": ROWS[name][1],
-            "base": _row_base(name, base), "minutes": minutes, "seed": seed, "eval_seed": eval_seed,
+            "base": _row_base(name, base), "recipe": recipes[name], "minutes": minutes, "seed": seed,
+            "eval_seed": eval_seed,
             "train_seconds": seconds, "score_n": score_n, **facts,
             "scores": score(sample, score_n, seed=eval_seed, keras_io=_is_anchor(name)),
         }

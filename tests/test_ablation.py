@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from diffusion_keras import ablation
+from diffusion_keras import ablation, training
 from diffusion_keras.cli import main as cli_main
 
 
@@ -24,7 +24,7 @@ def test_keras_io_network_shapes():
     assert batch_norms and not any(layer.center or layer.scale for layer in batch_norms)
 
 
-def test_ablation_runs_end_to_end_and_resumes(tmp_path, capsys):
+def test_ablation_runs_end_to_end_and_resumes(tmp_path, capsys, monkeypatch):
     """Two real rows (ours and the keras.io anchor), trained for seconds and scored on 20 digits."""
     out = tmp_path / "ablation"
     assert cli_main(["ablate", "--out", str(out), "--rows", "tiny,keras-io", "--minutes", "0.15",
@@ -33,6 +33,9 @@ def test_ablation_runs_end_to_end_and_resumes(tmp_path, capsys):
     assert [row["row"] for row in rows] == ["tiny", "keras-io"]
     # --base goes under our row (its run trained epsilon, not the default v) and not under the anchor
     assert rows[0]["base"] == {"target": "epsilon"} and rows[1]["base"] == {}
+    # each row of ours records its whole recipe, defaults filled in
+    assert rows[0]["recipe"]["target"] == "epsilon" and rows[0]["recipe"]["size"] == "tiny"
+    assert rows[0]["recipe"]["learning_rate"] == training.DEFAULTS["learning_rate"] and rows[1]["recipe"] is None
     config = json.loads((out / "tiny@target=epsilon" / "config.json").read_text())
     assert config["target"] == "epsilon" and config["lr_schedule"] == "time_cosine"
     # the row trained until its 9 s budget was spent (tracing included), and time.json says so for a resume
@@ -61,6 +64,12 @@ def test_ablation_runs_end_to_end_and_resumes(tmp_path, capsys):
     assert rows[2]["scores"]["ddim_50"]["floor_fid"] == rows[0]["scores"]["ddim_50"]["floor_fid"]
     assert rows[2]["scores"]["ddim_50"]["fid"] != rows[0]["scores"]["ddim_50"]["fid"]
     assert "| tiny | size tiny (121k parameters) (on target=epsilon) (seed 1) |" in capsys.readouterr().out
+    # After a default changes, the row trained under the old one is not done: its folder refuses to resume
+    # with the new recipe and says what changed.
+    monkeypatch.setitem(training.DEFAULTS, "learning_rate", 0.01)
+    old_rate = rows[0]["recipe"]["learning_rate"]
+    with pytest.raises(ValueError, match=rf"holds a run with other arguments \(learning_rate: {old_rate!r} -> 0.01\)"):
+        ablation.ablate(out, ("tiny",), minutes=0.15, score_n=20, verbose=0, base={"target": "epsilon"})
 
 
 def test_ablation_bad_arguments(tmp_path, capsys):
