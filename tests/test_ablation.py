@@ -94,3 +94,16 @@ def test_base_arguments_parse_and_bad_ones_are_named():
     for bad in ("target", "colour=red"):
         with pytest.raises(ValueError, match=f"--base must be key=value pairs .*received {bad!r}"):
             ablation.parse_base(bad)
+
+
+def test_default_rows_are_the_rows_that_change_something():
+    """Without --rows, ablate skips rows that would train today's default again under another name."""
+    for name, (_, changes) in ablation.ROWS.items():
+        same = bool(changes) and all(training.DEFAULTS[key] == value for key, value in changes.items())
+        assert (name in ablation.DEFAULT_ROWS) != same, name
+    assert {"default", "keras-io", "small-padded"} <= set(ablation.DEFAULT_ROWS)
+    # the recipe a row records is the defaults with its change; the anchor has none of ours
+    recipe = ablation.row_recipe("small-padded", 30.0, seed=1, base={"learning_rate": 0.002})
+    assert (recipe["size"], recipe["image_size"], recipe["learning_rate"], recipe["seed"]) == ("small", 32, 0.002, 1)
+    assert recipe["max_minutes"] == 30.0 and "micro_batch_size" not in recipe
+    assert ablation.row_recipe("keras-io", 30.0) is None

@@ -56,9 +56,10 @@ def test_killed_run_resumes_and_ends_with_the_same_number_of_steps(tmp_path):
     assert (out / "samples" / "epoch_004.png").exists() and (out / "samples" / "epoch_002.png").exists()
     # the samplers' file: the EMA network alone, loadable with safe_mode=True
     ema = keras.saving.load_model(out / "ema_network.keras", safe_mode=True)
-    x_t = np.zeros((2, 32, 32, 1), np.float32)
-    prediction = ema([x_t, np.array([0, 49], np.int32)])
-    assert prediction.shape == (2, 32, 32, 1)
+    size = training.DEFAULTS["image_size"]  # the command leaves --image-size at its default
+    assert ema.image_shape == (size, size, 1)
+    prediction = ema([np.zeros((2, size, size, 1), np.float32), np.array([0, 49], np.int32)])
+    assert prediction.shape == (2, size, size, 1)
 
 
 def test_resuming_with_other_arguments_is_refused(tmp_path):
@@ -74,11 +75,13 @@ def test_a_run_from_before_a_new_option_still_resumes(tmp_path):
     """config.json of an older version lacks keys added since; they count as what that version trained with."""
     import json
 
-    older = {key: value for key, value in training.DEFAULTS.items() if key not in ("ema_warmup", "max_minutes")}
+    absent = ("ema_warmup", "max_minutes", "image_size")
+    older = {key: value for key, value in training.DEFAULTS.items() if key not in absent}
     (tmp_path / "config.json").write_text(json.dumps(older))
-    training._run_config(tmp_path, {**training.DEFAULTS, "ema_warmup": False})  # no error
-    # ema_warmup is on by default now, but a run written before the option existed trained without it
-    with pytest.raises(ValueError, match="ema_warmup: False -> True"):
+    training._run_config(tmp_path, {**training.DEFAULTS, "ema_warmup": False, "image_size": 32})  # no error
+    # ema_warmup is on by default now, but a run written before the option existed trained without it;
+    # the default digits are unpadded now, but a run written before image_size existed trained on padded ones
+    with pytest.raises(ValueError, match="image_size: 32 -> 28, .*ema_warmup: False -> True"):
         training._run_config(tmp_path, {**training.DEFAULTS})
 
 
@@ -270,4 +273,4 @@ def test_lean_network_trains_on_unpadded_digits_and_reloads(tmp_path):
     assert images.shape == (2, 28, 28, 1) and np.all(np.isfinite(images))
     # the run's digits were unpadded; resuming it on padded ones is refused
     with pytest.raises(ValueError, match=r"image_size: 28 -> 32"):
-        training.train(tmp_path / "run", verbose=0, **arguments)
+        training.train(tmp_path / "run", verbose=0, image_size=32, **arguments)
