@@ -102,6 +102,7 @@ def test_default_rows_are_the_rows_that_change_something():
         same = bool(changes) and all(training.DEFAULTS[key] == value for key, value in changes.items())
         assert (name in ablation.DEFAULT_ROWS) != same, name
     assert {"default", "keras-io", "small-padded"} <= set(ablation.DEFAULT_ROWS)
+    assert not {"lean-unpadded", "lr-4e-3"} & set(ablation.DEFAULT_ROWS)  # today's default under other names
     # the recipe a row records is the defaults with its change; the anchor has none of ours
     recipe = ablation.row_recipe("small-padded", 30.0, seed=1, base={"learning_rate": 0.002})
     assert (recipe["size"], recipe["image_size"], recipe["learning_rate"], recipe["seed"]) == ("small", 32, 0.002, 1)
