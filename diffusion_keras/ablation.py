@@ -409,7 +409,9 @@ def add_ablate_arguments(parser):
     """Declare the ``ablate`` options on ``parser``."""
     parser.add_argument("--out", default="runs/ablation", help="folder of the runs and ablation.json")
     parser.add_argument("--rows", default=",".join(DEFAULT_ROWS),
-                        help=f"comma-separated rows (default: all of {', '.join(ROWS)})")
+                        help=f"comma-separated rows (default: {', '.join(DEFAULT_ROWS)}; also: "
+                        f"{', '.join(name for name in ROWS if name not in DEFAULT_ROWS)}, which equal today's "
+                        "default unless --base changes it)")
     parser.add_argument("--minutes", type=float, default=15.0, help="training budget per row (default: 15)")
     parser.add_argument("--score-n", type=int, default=10000, help="digits scored per sampler (default: 10000)")
     parser.add_argument("--base", default="",

@@ -103,6 +103,12 @@ def test_default_rows_are_the_rows_that_change_something():
         assert (name in ablation.DEFAULT_ROWS) != same, name
     assert {"default", "keras-io", "small-padded"} <= set(ablation.DEFAULT_ROWS)
     assert not {"lean-unpadded", "lr-4e-3"} & set(ablation.DEFAULT_ROWS)  # today's default under other names
+    # --help says which rows run by default, and names the others apart
+    import argparse
+
+    help_text = " ".join(ablation.add_ablate_arguments(argparse.ArgumentParser()).format_help().split())
+    default_part, others = help_text.split("(default: default,")[1].split("; also:")
+    assert "lean-unpadded" not in default_part and "small-padded" in default_part and "lean-unpadded" in others
     # the recipe a row records is the defaults with its change; the anchor has none of ours
     recipe = ablation.row_recipe("small-padded", 30.0, seed=1, base={"learning_rate": 0.002})
     assert (recipe["size"], recipe["image_size"], recipe["learning_rate"], recipe["seed"]) == ("small", 32, 0.002, 1)
