@@ -59,6 +59,7 @@ ROWS = {
     "lr-1e-3": ("learning rate 1e-3", {"learning_rate": 1e-3}),
     "lr-2e-3": ("learning rate 2e-3", {"learning_rate": 2e-3}),
     "lr-4e-3": ("learning rate 4e-3", {"learning_rate": 4e-3}),
+    "lr-8e-3": ("learning rate 8e-3", {"learning_rate": 8e-3}),
     "batch-16": ("batch 16", {"batch_size": 16}),
     "batch-64": ("batch 64", {"batch_size": 64}),
     "batch-128": ("batch 128", {"batch_size": 128}),
