@@ -14,7 +14,7 @@ code                     symbol                    meaning
 =======================  ========================  ===============================================
 
 One training step follows Ho et al. 2020, Algorithm 1: draw x_0 from the data, ``t`` uniformly over
-all T timesteps and ``eps ~ N(0, I)``; build x_t in closed form (Eq. 4); take a gradient step on the
+all T timesteps (or with ``log_snr_normal``, from a normal density of the log-SNR) and ``eps ~ N(0, I)``; build x_t in closed form (Eq. 4); take a gradient step on the
 squared error between the network's prediction and the target. For the epsilon target that is the
 simplified objective ``L_simple = E ||eps - eps_theta(x_t, t)||^2`` (Eq. 14). The x_0 and v targets
 (Salimans & Ho 2022) are the same objective reweighted over timesteps; ``min_snr_gamma`` reweights
@@ -25,6 +25,7 @@ and ``model.schedule`` the schedule.
 """
 
 import keras
+import numpy as np
 import tensorflow as tf
 from keras import ops
 
@@ -186,6 +187,9 @@ class DiffusionModel(keras.Model):
             thousands of steps; short runs need it.
         min_snr_gamma: None (plain MSE) or the gamma of Min-SNR weighting (Hang et al. 2023; 5 is
             their choice). See ``min_snr_weights``.
+        log_snr_normal: None (t uniform over all T timesteps, Ho et al.) or ``(mean, std)``: draw t so
+            that its log-SNR follows ``N(mean, std^2)``, e.g. ``(2.4, 2.4)``, the noise levels of Karras
+            et al. 2022. See ``schedules.log_snr_normal_probabilities``.
         label_dropout: for a conditional network, the probability of replacing a label with the null
             label during training (classifier-free guidance, Ho & Salimans 2022). Ignored otherwise.
         micro_batch_size: None, or split each batch into micro-batches of this many images whose
@@ -217,6 +221,7 @@ class DiffusionModel(keras.Model):
         ema_decay=0.999,
         ema_warmup=False,
         min_snr_gamma=None,
+        log_snr_normal=None,
         label_dropout=0.1,
         micro_batch_size=None,
         seed=None,
@@ -239,6 +244,7 @@ class DiffusionModel(keras.Model):
             raise ValueError(
                 f"min_snr_gamma must be None (off) or a number > 0, e.g. 5; received {min_snr_gamma!r}."
             )
+        log_snr_normal = schedules.check_log_snr_normal(log_snr_normal)
         if not _is_number(label_dropout) or not 0.0 <= label_dropout <= 1.0:
             raise ValueError(f"label_dropout must be a probability in [0, 1]; received {label_dropout!r}.")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
@@ -269,6 +275,11 @@ class DiffusionModel(keras.Model):
         self.ema_decay = float(ema_decay)
         self.ema_warmup = bool(ema_warmup)
         self.min_snr_gamma = None if min_snr_gamma is None else float(min_snr_gamma)
+        self.log_snr_normal = log_snr_normal
+        # t = how many entries of the cumulative distribution are <= u, for u ~ Uniform[0, 1)
+        self._timestep_cdf = None if log_snr_normal is None else tf.constant(
+            np.cumsum(schedules.log_snr_normal_probabilities(schedule, *log_snr_normal)), tf.float32
+        )
         self.label_dropout = float(label_dropout)
         self.micro_batch_size = micro_batch_size
         self.seed = seed
@@ -304,6 +315,9 @@ class DiffusionModel(keras.Model):
     def draw_timesteps_and_noise(self, images):
         """Draw ``t ~ Uniform{0, ..., T-1}`` and ``noise ~ N(0, I)`` (Ho et al. 2020, Alg. 1, lines 3-4).
 
+        With ``log_snr_normal`` set, ``t`` is drawn from ``schedules.log_snr_normal_probabilities``
+        instead, by inverting its cumulative distribution.
+
         Args:
             images: the clean batch, (batch, 32, 32, 1); only its shape and dtype are used.
 
@@ -312,10 +326,15 @@ class DiffusionModel(keras.Model):
         """
         seeds = self._replica_seeds(2)
         batch_size = ops.shape(images)[0]
-        # maxval is exclusive: every one of the T timesteps, 0..T-1, is equally likely
-        t = tf.random.stateless_uniform(
-            (batch_size,), seed=seeds[0], minval=0, maxval=self.schedule.T, dtype=tf.int32
-        )
+        if self._timestep_cdf is None:
+            # maxval is exclusive: every one of the T timesteps, 0..T-1, is equally likely
+            t = tf.random.stateless_uniform(
+                (batch_size,), seed=seeds[0], minval=0, maxval=self.schedule.T, dtype=tf.int32
+            )
+        else:
+            u = tf.random.stateless_uniform((batch_size,), seed=seeds[0])
+            t = tf.searchsorted(self._timestep_cdf, u, side="right", out_type=tf.int32)
+            t = tf.minimum(t, self.schedule.T - 1)  # u above a cumulative sum rounded below 1
         noise = tf.random.stateless_normal(ops.shape(images), seed=seeds[1], dtype=images.dtype)
         return t, noise
 
@@ -450,7 +469,7 @@ class DiffusionModel(keras.Model):
 
     def train_step(self, data):
         images, labels = self._unpack_batch(data)
-        # 1. t ~ Uniform{0..T-1}, eps ~ N(0, I); labels sometimes hidden (classifier-free guidance)
+        # 1. t ~ Uniform{0..T-1} (or log_snr_normal), eps ~ N(0, I); labels sometimes hidden (classifier-free guidance)
         t, noise = self.draw_timesteps_and_noise(images)
         if labels is not None:
             labels = self.drop_labels(labels)
@@ -502,6 +521,7 @@ class DiffusionModel(keras.Model):
             "ema_decay": self.ema_decay,
             "ema_warmup": self.ema_warmup,
             "min_snr_gamma": self.min_snr_gamma,
+            "log_snr_normal": self.log_snr_normal,
             "label_dropout": self.label_dropout,
             "micro_batch_size": self.micro_batch_size,
             "seed": self.seed,

@@ -28,6 +28,8 @@ Every schedule also speaks a common language so that different families can be c
 and one step ``x_t = step_signal_scale[t] * x_{t-1} + step_noise_scale[t] * eps_t``.
 """
 
+import math
+
 import numpy as np
 import tensorflow as tf
 
@@ -276,3 +278,50 @@ def get(name, **kwargs):
             f"Unknown schedule name {name!r}; expected one of {SCHEDULE_NAMES} (or 'custom' with betas)."
         )
     return constructors[name](**kwargs)
+
+
+def check_log_snr_normal(value, argument="log_snr_normal"):
+    """``None`` (uniform timesteps) or ``(mean, std)`` of a normal log-SNR density, returned as a list of two
+    floats; anything else raises ``ValueError`` naming ``argument``."""
+    if value is None:
+        return None
+    if (
+        isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != 2
+        or not all(isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) for v in value)
+        or not all(math.isfinite(v) for v in value) or not value[1] > 0
+    ):
+        raise ValueError(
+            f"{argument} must be None (t uniform) or (mean, std) of the log-SNR, two finite numbers with "
+            f"std > 0, e.g. (2.4, 2.4); received {value!r}."
+        )
+    return [float(value[0]), float(value[1])]
+
+
+def log_snr_normal_probabilities(schedule, mean, std):
+    """Per-timestep probabilities that make the log-SNR of the drawn ``t`` close to ``N(mean, std^2)``.
+
+    Training on noise levels drawn from a density other than "t uniform" reweights the objective over
+    noise levels. Karras et al. 2022 ("Elucidating the Design Space of Diffusion-Based Generative
+    Models", Table 1) draw ``ln sigma ~ N(-1.2, 1.2^2)``; with ``sigma^2 = (1 - alpha_bar) / alpha_bar``
+    (their Eq. 2 noise level of the variance-preserving process), ``lambda = -2 ln sigma ~ N(2.4, 2.4^2)``.
+    Esser et al. 2024 ("Scaling Rectified Flow Transformers", Eq. 19) draw the rectified-flow time
+    from a logit-normal(0, 1); with ``lambda = 2 ln((1 - t) / t)`` that is ``lambda ~ N(0, 2^2)``.
+
+    Draw ``lambda ~ N(mean, std^2)`` and take the timestep whose ``log_snr`` is nearest: timestep ``t``
+    owns the log-SNRs between the midpoints to its neighbours (the first and last to +-infinity), so
+    its probability is the normal mass of that interval, and the probabilities sum to 1.
+
+    Args:
+        schedule: a schedule (``log_snr`` must decrease with ``t``, as in every schedule here).
+        mean, std: of the log-SNR density; ``std > 0``.
+
+    Returns:
+        float64 array (T,).
+    """
+    mean, std = check_log_snr_normal((mean, std), "(mean, std)")
+    log_snr = schedule.numpy("log_snr")
+    if not np.all(np.diff(log_snr) < 0):
+        raise ValueError(f"schedule {schedule!r} must have a log-SNR that decreases with t.")
+    edges = np.concatenate([[np.inf], (log_snr[:-1] + log_snr[1:]) / 2, [-np.inf]])
+    normal_cdf = np.vectorize(lambda x: 0.5 * math.erfc(-(x - mean) / (std * math.sqrt(2.0))))
+    return normal_cdf(edges[:-1]) - normal_cdf(edges[1:])

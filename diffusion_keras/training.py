@@ -224,6 +224,8 @@ DEFAULTS = {
     # the 15-minute recipe ablation (model card): v prediction DDIM-50 FID 7.0, epsilon 16.8
     "target": "v",
     "min_snr_gamma": None,
+    # None: t uniform; (mean, std): log-SNR ~ N(mean, std^2) (model.DiffusionModel, log_snr_normal)
+    "log_snr_normal": None,
     "ema_decay": 0.999,
     # the 15-minute recipe ablation (model card): with warm-up DDIM-50 FID 16.8, without it 86.6, because a
     # plain 0.999 average still holds ~10% of the random initialisation after 2,300 steps
@@ -354,6 +356,8 @@ def _check_config(arguments):
             raise ValueError(f"{key} must be an integer >= 1; received {config[key]!r}.")
     resolve_micro_batch_size(config["micro_batch_size"], gpus=0)  # checks the value
     config["image_size"] = data.check_image_size(config["image_size"])
+    # a list, as config.json stores it, so a resumed run compares equal
+    config["log_snr_normal"] = schedules.check_log_snr_normal(config["log_snr_normal"])
     if config["max_minutes"] is not None and not config["max_minutes"] > 0:
         raise ValueError(f"max_minutes must be None or a number > 0; received {config['max_minutes']!r}.")
     if config["lr_schedule"] == "time_cosine" and config["max_minutes"] is None:
@@ -445,6 +449,14 @@ def _micro_batch_size_argument(text):
     raise argparse.ArgumentTypeError(f"expected 'auto' or an integer >= 0; received {text!r}")
 
 
+def _log_snr_normal_argument(text):
+    """``--log-snr-normal``: ``MEAN,STD``, two numbers."""
+    try:
+        return schedules.check_log_snr_normal([float(part) for part in text.split(",")], "--log-snr-normal")
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"expected MEAN,STD with STD > 0, e.g. 2.4,2.4; received {text!r}") from error
+
+
 @contextlib.contextmanager
 def mixed_precision_policy(name):
     """Set Keras' global dtype policy to ``name`` inside the block, and restore the previous one after.
@@ -485,7 +497,8 @@ def build_training(config):
             warm_start(network, config["init_from"])  # before the EMA copy is made, so both start there
         model = model_module.DiffusionModel(
             network, schedule=schedule, target=config["target"], ema_decay=config["ema_decay"],
-            ema_warmup=config["ema_warmup"], min_snr_gamma=config["min_snr_gamma"], label_dropout=config["label_dropout"],
+            ema_warmup=config["ema_warmup"], min_snr_gamma=config["min_snr_gamma"],
+            log_snr_normal=config["log_snr_normal"], label_dropout=config["label_dropout"],
             micro_batch_size=resolve_micro_batch_size(config["micro_batch_size"]), seed=config["seed"],
         )
     dataset = data.make_dataset(
@@ -566,6 +579,9 @@ def add_train_arguments(parser):
                         "the shipped models: 32)")
     parser.add_argument("--target", default=DEFAULTS["target"], help="epsilon, x0 or v (default: v)")
     parser.add_argument("--min-snr-gamma", type=float, default=None, help="Min-SNR weighting gamma (off)")
+    parser.add_argument("--log-snr-normal", type=_log_snr_normal_argument, default=None, metavar="MEAN,STD",
+                        help="draw t so that its log-SNR follows N(MEAN, STD^2), e.g. 2.4,2.4 (Karras et al. "
+                        "2022) or 0,2 (Esser et al. 2024) (default: t uniform)")
     parser.add_argument("--ema-decay", type=float, default=DEFAULTS["ema_decay"])
     parser.add_argument("--ema-warmup", action=argparse.BooleanOptionalAction, default=DEFAULTS["ema_warmup"],
                         help="EMA decay min(ema_decay, (1 + n) / (10 + n)) at step n (default: on)")
