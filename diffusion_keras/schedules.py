@@ -302,10 +302,11 @@ def log_snr_normal_probabilities(schedule, mean, std):
 
     Training on noise levels drawn from a density other than "t uniform" reweights the objective over
     noise levels. Karras et al. 2022 ("Elucidating the Design Space of Diffusion-Based Generative
-    Models", Table 1) draw ``ln sigma ~ N(-1.2, 1.2^2)``; with ``sigma^2 = (1 - alpha_bar) / alpha_bar``
-    (their Eq. 2 noise level of the variance-preserving process), ``lambda = -2 ln sigma ~ N(2.4, 2.4^2)``.
-    Esser et al. 2024 ("Scaling Rectified Flow Transformers", Eq. 19) draw the rectified-flow time
-    from a logit-normal(0, 1); with ``lambda = 2 ln((1 - t) / t)`` that is ``lambda ~ N(0, 2^2)``.
+    Models", Table 1) draw ``ln sigma ~ N(-1.2, 1.2^2)``, where ``sigma`` is the noise level of
+    ``x_t / sqrt(alpha_bar) = x_0 + sigma eps``, so ``sigma^2 = 1 / snr`` and
+    ``lambda = -2 ln sigma ~ N(2.4, 2.4^2)``. Esser et al. 2024 ("Scaling Rectified Flow Transformers
+    for High-Resolution Image Synthesis") draw the time of ``(1 - t) x_0 + t eps`` from a
+    logit-normal(0, 1); its ``lambda = 2 ln((1 - t) / t)``, so that is ``lambda ~ N(0, 2^2)``.
 
     Draw ``lambda ~ N(mean, std^2)`` and take the timestep whose ``log_snr`` is nearest: timestep ``t``
     owns the log-SNRs between the midpoints to its neighbours (the first and last to +-infinity), so

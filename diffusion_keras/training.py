@@ -449,12 +449,21 @@ def _micro_batch_size_argument(text):
     raise argparse.ArgumentTypeError(f"expected 'auto' or an integer >= 0; received {text!r}")
 
 
+def _log_snr_normal_label(value):
+    """How ``--log-snr-normal`` writes ``value``."""
+    return "none" if value is None else ",".join(f"{number:g}" for number in value)
+
+
 def _log_snr_normal_argument(text):
-    """``--log-snr-normal``: ``MEAN,STD``, two numbers."""
+    """``--log-snr-normal``: ``MEAN,STD``, two numbers, or ``none`` for t uniform."""
+    if text == "none":
+        return None
     try:
         return schedules.check_log_snr_normal([float(part) for part in text.split(",")], "--log-snr-normal")
     except ValueError as error:
-        raise argparse.ArgumentTypeError(f"expected MEAN,STD with STD > 0, e.g. 2.4,2.4; received {text!r}") from error
+        raise argparse.ArgumentTypeError(
+            f"expected MEAN,STD with STD > 0, e.g. 0,2, or none; received {text!r}"
+        ) from error
 
 
 @contextlib.contextmanager
@@ -579,9 +588,10 @@ def add_train_arguments(parser):
                         "the shipped models: 32)")
     parser.add_argument("--target", default=DEFAULTS["target"], help="epsilon, x0 or v (default: v)")
     parser.add_argument("--min-snr-gamma", type=float, default=None, help="Min-SNR weighting gamma (off)")
-    parser.add_argument("--log-snr-normal", type=_log_snr_normal_argument, default=None, metavar="MEAN,STD",
-                        help="draw t so that its log-SNR follows N(MEAN, STD^2), e.g. 2.4,2.4 (Karras et al. "
-                        "2022) or 0,2 (Esser et al. 2024) (default: t uniform)")
+    parser.add_argument("--log-snr-normal", type=_log_snr_normal_argument, default=DEFAULTS["log_snr_normal"],
+                        metavar="MEAN,STD", help="draw t so that its log-SNR follows N(MEAN, STD^2), e.g. 0,2 "
+                        "(Esser et al. 2024) or 2.4,2.4 (Karras et al. 2022); none: t uniform (default: "
+                        f"{_log_snr_normal_label(DEFAULTS['log_snr_normal'])})")
     parser.add_argument("--ema-decay", type=float, default=DEFAULTS["ema_decay"])
     parser.add_argument("--ema-warmup", action=argparse.BooleanOptionalAction, default=DEFAULTS["ema_warmup"],
                         help="EMA decay min(ema_decay, (1 + n) / (10 + n)) at step n (default: on)")

@@ -77,17 +77,19 @@ def test_evaluate_reports_network_and_ema_losses(trained):
 
 
 @pytest.mark.parametrize(
-    "target, min_snr_gamma, num_classes",
-    [("x0", None, None), ("v", 5.0, 10)],
-    ids=["x0", "v-min-snr-conditional"],
+    "target, min_snr_gamma, num_classes, log_snr_normal",
+    [("x0", None, None, None), ("v", 5.0, 10, None), ("v", None, None, (0.0, 2.0))],
+    ids=["x0", "v-min-snr-conditional", "v-log-snr-normal"],
 )
-def test_other_prediction_targets_train(mnist, target, min_snr_gamma, num_classes):
+def test_other_prediction_targets_train(mnist, target, min_snr_gamma, num_classes, log_snr_normal):
     (x_train, y_train), _ = mnist
     images, labels = data.to_model_range(x_train[:256]), y_train[:256].astype("int32")
     keras.utils.set_random_seed(1)
     # two levels instead of three: fewer layers to trace, the same code paths
     network = networks.UNet(widths=(8, 16), attention=False, num_classes=num_classes, num_timesteps=100)
-    model = DiffusionModel(network, SHORT_SCHEDULE, target=target, min_snr_gamma=min_snr_gamma, seed=1)
+    model = DiffusionModel(
+        network, SHORT_SCHEDULE, target=target, min_snr_gamma=min_snr_gamma, log_snr_normal=log_snr_normal, seed=1
+    )
     model.compile(optimizer=keras.optimizers.Adam(2e-3))
     conditional = num_classes is not None
     t, noise = _fixed_evaluation_batch(images, 100)
@@ -111,6 +113,27 @@ def test_timesteps_cover_all_steps_and_noise_is_standard_normal():
     assert counts.min() > 1_800 and counts.max() < 2_200  # uniform: 2000 +- 200 (4.7 sigma)
     noise = np.asarray(noise)
     assert abs(noise.mean()) < 0.01 and abs(noise.std() - 1.0) < 0.01
+
+
+def test_log_snr_normal_timesteps_follow_their_probabilities(tmp_path):
+    model = DiffusionModel(networks.build_network("tiny"), "cosine", target="v", log_snr_normal=(2.4, 2.4), seed=3)
+    images = np.zeros((40_000, 2, 2, 1), "float32")
+    t = np.asarray(model.draw_timesteps_and_noise(images)[0])
+    assert t.dtype == np.int32 and t.min() >= 0 and t.max() <= 999
+    probabilities = schedules.log_snr_normal_probabilities(model.schedule, 2.4, 2.4)
+    frequencies = np.bincount(t, minlength=1000) / len(t)
+    # Kolmogorov-Smirnov bound at 0.1% false alarms
+    assert np.abs(np.cumsum(frequencies) - np.cumsum(probabilities)).max() < 1.95 / np.sqrt(len(t))
+    # EDM's noise levels: the drawn log-SNRs have mean 2.4 (standard error 2.4 / 200 = 0.012)
+    assert np.mean(model.schedule.numpy("log_snr")[t]) == pytest.approx(2.4, abs=0.05)
+    # saved and reloaded, the model keeps the option and draws the same timesteps from the same state
+    model.save(tmp_path / "model.keras")
+    loaded = keras.saving.load_model(tmp_path / "model.keras", safe_mode=True)
+    assert loaded.log_snr_normal == [2.4, 2.4] == loaded.get_config()["log_snr_normal"]
+    np.testing.assert_array_equal(
+        np.asarray(loaded.draw_timesteps_and_noise(images[:64])[0]),
+        np.asarray(model.draw_timesteps_and_noise(images[:64])[0]),
+    )
 
 
 def test_same_seed_same_draws():
@@ -487,6 +510,7 @@ def test_constructor_errors_name_the_argument():
         ({"schedule": "quadratic"}, "Unknown schedule name 'quadratic'"),
         ({"min_snr_gamma": 0}, "min_snr_gamma must be None"),
         ({"label_dropout": 1.5}, "label_dropout must be a probability"),
+        ({"log_snr_normal": (2.4, -1.0)}, r"log_snr_normal must be None \(t uniform\) or \(mean, std\).*received \(2.4, -1.0\)"),
         ({"seed": 1.5}, "seed must be None or an integer"),
         ({"micro_batch_size": 0}, r"micro_batch_size must be None \(whole batch\) or an integer >= 1.*received 0"),
         ({"schedule": {"name": "article", "T": 50}}, "num_timesteps=1000 but the schedule has T=50"),

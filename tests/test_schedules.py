@@ -169,6 +169,12 @@ def test_custom_betas_round_trip():
         (lambda: schedules.article(alpha_0=-1), "alpha_0 must be a finite number > 0; received -1"),
         (lambda: schedules.get("quadratic"), "Unknown schedule name 'quadratic'; expected one of"),
         (lambda: schedules.linear().numpy("gamma"), "name must be one of"),
+        (lambda: schedules.log_snr_normal_probabilities(schedules.cosine(), 2.4, 0.0), r"std > 0.*received \(2.4, 0.0\)"),
+        (lambda: schedules.log_snr_normal_probabilities(schedules.cosine(), math.nan, 1.0), "two finite numbers"),
+        (lambda: schedules.check_log_snr_normal(2.4), r"log_snr_normal must be None \(t uniform\) or \(mean, std\).*received 2.4"),
+        (lambda: schedules.check_log_snr_normal("2.4,2.4"), "log_snr_normal must be None"),
+        (lambda: schedules.check_log_snr_normal((2.4, 2.4, 1.0)), r"received \(2.4, 2.4, 1.0\)"),
+        (lambda: schedules.check_log_snr_normal((True, 1.0)), "log_snr_normal must be None"),
     ],
 )
 def test_bad_arguments_raise_clear_errors(call, message):
@@ -180,3 +186,36 @@ def test_bad_arguments_raise_clear_errors(call, message):
 def test_timesteps_outside_range_raise(t, message):
     with pytest.raises(ValueError, match=message):
         schedules.linear(T=10).check_timesteps(t)
+
+
+@pytest.mark.parametrize("name", ["linear", "cosine"])
+@pytest.mark.parametrize("mean, std", [(2.4, 2.4), (0.0, 2.0), (-3.0, 0.5)])
+def test_log_snr_normal_probabilities_are_the_nearest_timestep_of_a_normal_draw(name, mean, std):
+    schedule = schedules.get(name)
+    probabilities = schedules.log_snr_normal_probabilities(schedule, mean, std)
+    assert probabilities.shape == (schedule.T,) and probabilities.min() >= 0
+    assert probabilities.sum() == pytest.approx(1.0, abs=1e-12)
+    # the definition, by Monte Carlo: draw lambda ~ N(mean, std^2), take the timestep of the nearest log-SNR
+    log_snr = schedule.numpy("log_snr")
+    draws = np.random.default_rng(0).normal(mean, std, 200_000)
+    order = np.argsort(log_snr)  # ascending, for searchsorted
+    right = np.clip(np.searchsorted(log_snr[order], draws), 1, schedule.T - 1)
+    nearer_left = np.abs(draws - log_snr[order][right - 1]) < np.abs(draws - log_snr[order][right])
+    nearest = order[np.where(nearer_left, right - 1, right)]
+    frequencies = np.bincount(nearest, minlength=schedule.T) / len(draws)
+    # cumulative distributions within the Kolmogorov-Smirnov bound (1.95 / sqrt(n): 0.1% false alarms)
+    assert np.abs(np.cumsum(frequencies) - np.cumsum(probabilities)).max() < 1.95 / math.sqrt(len(draws))
+
+
+def test_log_snr_normal_inside_the_schedule_keeps_its_mean_and_std():
+    # EDM's ln sigma ~ N(-1.2, 1.2^2) is lambda ~ N(2.4, 2.4^2): almost all of it lies within the cosine
+    # schedule's log-SNRs (10.1 down to -19.8), so the discrete distribution keeps both moments
+    schedule = schedules.cosine()
+    log_snr = schedule.numpy("log_snr")
+    probabilities = schedules.log_snr_normal_probabilities(schedule, 2.4, 2.4)
+    mean = np.sum(probabilities * log_snr)
+    assert mean == pytest.approx(2.4, abs=0.01)
+    assert math.sqrt(np.sum(probabilities * (log_snr - mean) ** 2)) == pytest.approx(2.4, abs=0.01)
+    # a noise level beyond the schedule's ends goes to the first or last timestep
+    edge = schedules.log_snr_normal_probabilities(schedule, 30.0, 1.0)
+    assert edge[0] == pytest.approx(1.0) and edge[-1] == 0.0

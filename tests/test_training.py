@@ -241,6 +241,25 @@ def test_micro_batch_size_command_line_values(capsys):
         assert f"expected 'auto' or an integer >= 0; received {bad!r}" in capsys.readouterr().err
 
 
+def test_log_snr_normal_command_line_and_resume(tmp_path, capsys):
+    parser = training.add_train_arguments(argparse.ArgumentParser())
+    assert parser.parse_args([]).log_snr_normal == training.DEFAULTS["log_snr_normal"]
+    assert parser.parse_args(["--log-snr-normal", "2.4,2.4"]).log_snr_normal == [2.4, 2.4]
+    assert parser.parse_args(["--log-snr-normal=-1,0.5"]).log_snr_normal == [-1.0, 0.5]
+    assert parser.parse_args(["--log-snr-normal", "none"]).log_snr_normal is None
+    for bad in ("2.4", "2.4,0", "a,b", "None"):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["--log-snr-normal", bad])
+        assert f"expected MEAN,STD with STD > 0, e.g. 0,2, or none; received {bad!r}" in capsys.readouterr().err
+    # a tuple from Python and the list that config.json holds are the same run
+    config = training._check_config({"log_snr_normal": (0, 2)})
+    assert config["log_snr_normal"] == [0.0, 2.0]
+    training._run_config(tmp_path, config)
+    training._run_config(tmp_path, training._check_config({"log_snr_normal": [0.0, 2.0]}))
+    with pytest.raises(ValueError, match=r"log_snr_normal: \[0.0, 2.0\] -> None"):
+        training._run_config(tmp_path, training._check_config({}))
+
+
 @pytest.mark.parametrize(
     "arguments, message",
     [
@@ -251,6 +270,7 @@ def test_micro_batch_size_command_line_values(capsys):
         ({"image_size": 64}, r"image_size must be 32 \(padded\) or 28 \(unpadded\); received 64"),
         ({"mixed_precision": "yes"}, "mixed_precision must be True, False or 'auto'; received 'yes'"),
         ({"micro_batch_size": -64}, r"micro_batch_size must be 'auto', None or an integer >= 0 .*received -64"),
+        ({"log_snr_normal": (2.4, 0)}, r"log_snr_normal must be None \(t uniform\) or \(mean, std\).*received \(2.4, 0\)"),
         ({"micro_batch_size": "32"}, r"micro_batch_size must be 'auto', None or an integer >= 0 .*received '32'"),
     ],
 )
