@@ -43,7 +43,8 @@ from diffusion_keras import data, networks, training
 
 # name -> (what it changes, training arguments on top of training.DEFAULTS); None marks the keras.io row
 ROWS = {
-    "default": ("our default recipe: lean U-Net on 28x28 digits, cosine, v, batch 32, lr 4e-3, EMA warm-up", {}),
+    "default": ("our default recipe: lean U-Net on 28x28 digits, cosine, v, log-SNR ~ N(0, 2^2), batch 32, lr 4e-3, "
+                "EMA warm-up", {}),
     "small-padded": ("size small on padded 32x32 digits (the shipped models' network, the default before lean)",
                      {"size": "small", "image_size": 32}),
     "tiny": ("size tiny (121k parameters)", {"size": "tiny"}),
@@ -56,6 +57,7 @@ ROWS = {
     "epsilon": ("epsilon prediction", {"target": "epsilon"}),
     "min-snr": ("Min-SNR-5 loss weighting", {"min_snr_gamma": 5.0}),
     "no-ema-warmup": ("plain EMA 0.999, no warm-up", {"ema_warmup": False}),
+    "uniform-t": ("t uniform (Ho et al. 2020), the default before log-SNR ~ N(0, 2^2)", {"log_snr_normal": None}),
     "log-snr-edm": ("t drawn so that log-SNR ~ N(2.4, 2.4^2), the noise levels of Karras et al. 2022",
                     {"log_snr_normal": [2.4, 2.4]}),
     "log-snr-sd3": ("t drawn so that log-SNR ~ N(0, 2^2), the logit-normal(0, 1) of Esser et al. 2024",

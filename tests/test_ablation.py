@@ -91,6 +91,8 @@ def test_base_arguments_parse_and_bad_ones_are_named():
     assert ablation.parse_base("target=epsilon, learning_rate=2e-3,ema_warmup=false") == {
         "target": "epsilon", "learning_rate": 2e-3, "ema_warmup": False}
     assert ablation.parse_base("") == {}
+    # the sections of the model card that ran with t uniform re-run on today's code with this
+    assert ablation.parse_base("log_snr_normal=null") == {"log_snr_normal": None}
     assert ablation.base_label({"target": "epsilon", "batch_size": 64}) == "batch_size=64,target=epsilon"
     for bad in ("target", "colour=red"):
         with pytest.raises(ValueError, match=f"--base must be key=value pairs .*received {bad!r}"):
@@ -99,9 +101,11 @@ def test_base_arguments_parse_and_bad_ones_are_named():
 
 def test_default_rows_are_the_rows_that_change_something():
     """Without --rows, ablate skips rows that would train today's default again under another name."""
-    # today's default (lean on 28x28 digits at 4e-3) under other names; every other row changes something
-    assert set(ablation.ROWS) - set(ablation.DEFAULT_ROWS) == {"lean", "unpadded", "lean-unpadded", "lr-4e-3"}
-    assert {"default", "keras-io", "small-padded", "lr-8e-3"} <= set(ablation.DEFAULT_ROWS)
+    # today's default (lean on 28x28 digits at 4e-3, log-SNR ~ N(0, 2^2)) under other names; every other row
+    # changes something
+    assert set(ablation.ROWS) - set(ablation.DEFAULT_ROWS) == {
+        "lean", "unpadded", "lean-unpadded", "lr-4e-3", "log-snr-sd3"}
+    assert {"default", "keras-io", "small-padded", "lr-8e-3", "uniform-t", "log-snr-edm"} <= set(ablation.DEFAULT_ROWS)
     # --help says which rows run by default, and names the others apart
     help_text = " ".join(ablation.add_ablate_arguments(argparse.ArgumentParser()).format_help().split())
     default_part, others = help_text.split("(default: default,")[1].split("; also:")

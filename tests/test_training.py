@@ -75,13 +75,15 @@ def test_a_run_from_before_a_new_option_still_resumes(tmp_path):
     """config.json of an older version lacks keys added since; they count as what that version trained with."""
     import json
 
-    absent = ("ema_warmup", "max_minutes", "image_size")
+    absent = ("ema_warmup", "max_minutes", "image_size", "log_snr_normal")
     older = {key: value for key, value in training.DEFAULTS.items() if key not in absent}
     (tmp_path / "config.json").write_text(json.dumps(older))
-    training._run_config(tmp_path, {**training.DEFAULTS, "ema_warmup": False, "image_size": 32})  # no error
+    training._run_config(tmp_path, {**training.DEFAULTS, "ema_warmup": False, "image_size": 32,
+                                    "log_snr_normal": None})  # no error
     # ema_warmup is on by default now, but a run written before the option existed trained without it;
-    # the default digits are unpadded now, but a run written before image_size existed trained on padded ones
-    with pytest.raises(ValueError, match="image_size: 32 -> 28, .*ema_warmup: False -> True"):
+    # the default digits are unpadded now, but a run written before image_size existed trained on padded ones;
+    # t is drawn from a log-SNR density now, but uniformly before log_snr_normal existed
+    with pytest.raises(ValueError, match=r"image_size: 32 -> 28, .*log_snr_normal: None -> \[0.0, 2.0\], .*ema_warmup: False -> True"):
         training._run_config(tmp_path, {**training.DEFAULTS})
 
 
@@ -257,7 +259,7 @@ def test_log_snr_normal_command_line_and_resume(tmp_path, capsys):
     training._run_config(tmp_path, config)
     training._run_config(tmp_path, training._check_config({"log_snr_normal": [0.0, 2.0]}))
     with pytest.raises(ValueError, match=r"log_snr_normal: \[0.0, 2.0\] -> None"):
-        training._run_config(tmp_path, training._check_config({}))
+        training._run_config(tmp_path, training._check_config({"log_snr_normal": None}))
 
 
 @pytest.mark.parametrize(
