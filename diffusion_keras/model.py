@@ -14,9 +14,10 @@ code                     symbol                    meaning
 =======================  ========================  ===============================================
 
 One training step follows Ho et al. 2020, Algorithm 1: draw x_0 from the data, ``t`` uniformly over
-all T timesteps (or with ``log_snr_normal``, from a normal density of the log-SNR) and ``eps ~ N(0, I)``; build x_t in closed form (Eq. 4); take a gradient step on the
-squared error between the network's prediction and the target. For the epsilon target that is the
-simplified objective ``L_simple = E ||eps - eps_theta(x_t, t)||^2`` (Eq. 14). The x_0 and v targets
+all T timesteps (or, with ``log_snr_normal``, so that its log-SNR follows a normal density) and
+``eps ~ N(0, I)``; build x_t in closed form (Eq. 4); take a gradient step on the squared error
+between the network's prediction and the target. For the epsilon target that is the simplified
+objective ``L_simple = E ||eps - eps_theta(x_t, t)||^2`` (Eq. 14). The x_0 and v targets
 (Salimans & Ho 2022) are the same objective reweighted over timesteps; ``min_snr_gamma`` reweights
 them further (Hang et al. 2023).
 
@@ -469,7 +470,8 @@ class DiffusionModel(keras.Model):
 
     def train_step(self, data):
         images, labels = self._unpack_batch(data)
-        # 1. t ~ Uniform{0..T-1} (or log_snr_normal), eps ~ N(0, I); labels sometimes hidden (classifier-free guidance)
+        # 1. t ~ Uniform{0..T-1} (or log_snr_normal), eps ~ N(0, I); labels sometimes hidden
+        #    (classifier-free guidance)
         t, noise = self.draw_timesteps_and_noise(images)
         if labels is not None:
             labels = self.drop_labels(labels)
