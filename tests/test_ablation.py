@@ -105,8 +105,8 @@ def test_default_rows_are_the_rows_that_change_something():
     # changes something
     assert set(ablation.ROWS) - set(ablation.DEFAULT_ROWS) == {
         "lean", "unpadded", "lean-unpadded", "lr-4e-3", "log-snr-sd3"}
-    assert {"default", "keras-io", "small-padded", "lr-8e-3", "uniform-t", "log-snr-edm"} <= set(
-        ablation.DEFAULT_ROWS)
+    assert {"default", "keras-io", "small-padded", "lr-8e-3", "uniform-t", "log-snr-edm", "log-snr-noisier",
+            "log-snr-narrow"} <= set(ablation.DEFAULT_ROWS)
     # --help says which rows run by default, and names the others apart
     help_text = " ".join(ablation.add_ablate_arguments(argparse.ArgumentParser()).format_help().split())
     default_part, others = help_text.split("(default: default,")[1].split("; also:")
