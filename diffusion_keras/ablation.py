@@ -43,7 +43,7 @@ from diffusion_keras import data, networks, training
 
 # name -> (what it changes, training arguments on top of training.DEFAULTS); None marks the keras.io row
 ROWS = {
-    "default": ("our default recipe: lean U-Net on 28x28 digits, cosine, v, log-SNR ~ N(0, 2^2), batch 32, lr 4e-3, "
+    "default": ("our default recipe: lean U-Net on 28x28 digits, cosine, v, log-SNR ~ N(0, 1.5^2), batch 32, lr 4e-3, "
                 "EMA warm-up", {}),
     "small-padded": ("size small on padded 32x32 digits (the shipped models' network, the default before lean)",
                      {"size": "small", "image_size": 32}),
@@ -62,10 +62,12 @@ ROWS = {
                     {"log_snr_normal": [2.4, 2.4]}),
     "log-snr-sd3": ("t drawn so that log-SNR ~ N(0, 2^2), the logit-normal(0, 1) of Esser et al. 2024",
                     {"log_snr_normal": [0.0, 2.0]}),
-    "log-snr-noisier": ("t drawn so that log-SNR ~ N(-1, 2^2): the default's density moved towards noise",
+    "log-snr-noisier": ("t drawn so that log-SNR ~ N(-1, 2^2): N(0, 2^2) moved towards noise",
                         {"log_snr_normal": [-1.0, 2.0]}),
-    "log-snr-narrow": ("t drawn so that log-SNR ~ N(0, 1.5^2): the default's density, narrower",
+    "log-snr-narrow": ("t drawn so that log-SNR ~ N(0, 1.5^2): N(0, 2^2), narrower (today's default)",
                        {"log_snr_normal": [0.0, 1.5]}),
+    "log-snr-narrower": ("t drawn so that log-SNR ~ N(0, 1^2): the default's density, narrower still",
+                         {"log_snr_normal": [0.0, 1.0]}),
     "lr-1e-3": ("learning rate 1e-3", {"learning_rate": 1e-3}),
     "lr-2e-3": ("learning rate 2e-3", {"learning_rate": 2e-3}),
     "lr-4e-3": ("learning rate 4e-3", {"learning_rate": 4e-3}),

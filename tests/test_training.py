@@ -83,7 +83,7 @@ def test_a_run_from_before_a_new_option_still_resumes(tmp_path):
     # ema_warmup is on by default now, but a run written before the option existed trained without it;
     # the default digits are unpadded now, but a run written before image_size existed trained on padded ones;
     # t is drawn from a log-SNR density now, but uniformly before log_snr_normal existed
-    changed = r"image_size: 32 -> 28, .*log_snr_normal: None -> \[0.0, 2.0\], .*ema_warmup: False -> True"
+    changed = r"image_size: 32 -> 28, .*log_snr_normal: None -> \[0.0, 1.5\], .*ema_warmup: False -> True"
     with pytest.raises(ValueError, match=changed):
         training._run_config(tmp_path, {**training.DEFAULTS})
 
@@ -247,7 +247,7 @@ def test_micro_batch_size_command_line_values(capsys):
 def test_log_snr_normal_command_line_and_resume(tmp_path, capsys):
     parser = training.add_train_arguments(argparse.ArgumentParser())
     assert parser.parse_args([]).log_snr_normal == training.DEFAULTS["log_snr_normal"]
-    assert "none: t uniform (default: 0,2)" in " ".join(parser.format_help().split())  # today's default, as typed
+    assert "none: t uniform (default: 0,1.5)" in " ".join(parser.format_help().split())  # today's default, as typed
     assert parser.parse_args(["--log-snr-normal", "2.4,2.4"]).log_snr_normal == [2.4, 2.4]
     assert parser.parse_args(["--log-snr-normal=-1,0.5"]).log_snr_normal == [-1.0, 0.5]
     assert parser.parse_args(["--log-snr-normal", "none"]).log_snr_normal is None
