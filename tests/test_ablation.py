@@ -25,6 +25,16 @@ def test_keras_io_network_shapes():
     assert batch_norms and not any(layer.center or layer.scale for layer in batch_norms)
 
 
+def test_keras_io_sampler_denoises_in_batches_of_any_size():
+    """Scoring draws 10,000 digits: they go through the network in batches, the same digits for any size."""
+    model = ablation.KerasIODiffusion(ablation.build_keras_io_network(), seed=0)
+    whole = model.generate(5, steps=3, seed=2, batch_size=5)
+    assert whole.shape == (5, 32, 32, 1) and whole.dtype == np.float32
+    assert np.all(np.abs(whole) <= 1.0) and np.ptp(whole) > 0
+    np.testing.assert_allclose(model.generate(5, steps=3, seed=2, batch_size=2), whole, atol=1e-5)
+    assert not np.allclose(model.generate(5, steps=3, seed=3, batch_size=5), whole, atol=1e-3)
+
+
 def test_ablation_runs_end_to_end_and_resumes(tmp_path, capsys, monkeypatch):
     """Two real rows (ours and the keras.io anchor), trained for seconds and scored on 20 digits."""
     out = tmp_path / "ablation"
