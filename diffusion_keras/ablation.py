@@ -190,6 +190,8 @@ class KerasIODiffusion(keras.Model):
 
         The starting noise is drawn for all ``n`` digits at once, then denoised ``batch_size`` digits at a
         time, so memory stays flat in ``n`` and the digits do not depend on ``batch_size``."""
+        if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise ValueError(f"batch_size must be an integer >= 1; received {batch_size!r}.")
         start = tf.random.stateless_normal((n, 32, 32, 1), seed=[seed, 0])
         chunks = []
         for first in range(0, n, batch_size):

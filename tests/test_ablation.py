@@ -33,6 +33,8 @@ def test_keras_io_sampler_denoises_in_batches_of_any_size():
     assert np.all(np.abs(whole) <= 1.0) and np.ptp(whole) > 0
     np.testing.assert_allclose(model.generate(5, steps=3, seed=2, batch_size=2), whole, atol=1e-5)
     assert not np.allclose(model.generate(5, steps=3, seed=3, batch_size=5), whole, atol=1e-3)
+    with pytest.raises(ValueError, match="batch_size must be an integer >= 1; received 0"):
+        model.generate(5, steps=3, batch_size=0)
 
 
 def test_ablation_runs_end_to_end_and_resumes(tmp_path, capsys, monkeypatch):
