@@ -45,7 +45,7 @@ from diffusion_keras import data, networks, training
 ROWS = {
     "default": ("our default recipe: lean U-Net on 28x28 digits, cosine, v, log-SNR ~ N(0, 1.5^2), batch 32, lr 4e-3, "
                 "EMA warm-up", {}),
-    "small-padded": ("size small on padded 32x32 digits (the shipped models' network, the default before lean)",
+    "small-padded": ("size small on padded 32x32 digits (the shipped conditional model's network, the default before lean)",
                      {"size": "small", "image_size": 32}),
     "tiny": ("size tiny (121k parameters)", {"size": "tiny"}),
     "medium": ("size medium (1.4M parameters: widths 32-64-96, one block per level)", {"size": "medium"}),

@@ -208,10 +208,10 @@ def add_bench_arguments(parser):
     from diffusion_keras.training import CPU_MICRO_BATCH_SIZE, DEFAULTS, _micro_batch_size_argument
 
     parser.add_argument("--sizes", nargs="+", default=["small"],
-                        help="network presets, or widths like 32-64-96 (default: small, the shipped models' network; "
-                        "train's default is lean)")
+                        help="network presets, or widths like 32-64-96 (default: small, the shipped conditional model's "
+                        "network; train's default, and the shipped unconditional model's, is lean)")
     parser.add_argument("--image-size", type=int, default=IMAGE_SIZE, choices=IMAGE_SIZES,
-                        help="32: padded MNIST (default, as the shipped models), 28: unpadded (train's default)")
+                        help="32: padded MNIST (default, as the shipped conditional model), 28: unpadded (train's default)")
     parser.add_argument("--train-batch", type=int, default=DEFAULTS["batch_size"],
                         help=f"training batch size (default: {DEFAULTS['batch_size']}, what `train` uses)")
 

@@ -52,7 +52,7 @@ network_presets = {
     "medium": {"widths": (32, 64, 96), "blocks_per_level": 1, "attention": True},
     "base": {"widths": (32, 64, 96), "blocks_per_level": 2, "attention": True},
 }
-DEFAULT_PRESET = "small"  # the shipped models' preset; train's default is "lean" (training.DEFAULTS)
+DEFAULT_PRESET = "small"  # the shipped conditional model's preset; train's default is "lean" (training.DEFAULTS)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -781,25 +781,25 @@ class ArticleMLP(_ConventionMixin, keras.Model):
 def build_network(size=DEFAULT_PRESET, num_classes=None, num_timesteps=REFERENCE_TIMESTEPS, **overrides):
     """Build a ``UNet`` from a named preset in ``network_presets``.
 
-    ==========  =============  ======  =========  ==========  ================  ==============
+    ==========  =============  ======  =========  ==========  ================  ================================
     size        widths         blocks  attention  parameters  forward FLOPs     use
                                                               per image
-    ==========  =============  ======  =========  ==========  ================  ==============
+    ==========  =============  ======  =========  ==========  ================  ================================
     ``tiny``    (8, 16, 32)    1       no         121,177     35.1 M            tests, CI
-    ``small``   (24, 48, 64)   1       yes        661,353     241.7 M           shipped models
-    ``lean``    (24, 48, 64)   1       yes        628,209     200.0 M           ``train``'s default
+    ``small``   (24, 48, 64)   1       yes        661,353     241.7 M           shipped conditional
+    ``lean``    (24, 48, 64)   1       yes        628,209     200.0 M           ``train``, shipped unconditional
     ``medium``  (32, 64, 96)   1       yes        1,376,769   463.0 M           ablation row
     ``base``    (32, 64, 96)   2       yes        2,177,857   728.3 M           largest preset
-    ==========  =============  ======  =========  ==========  ================  ==============
+    ==========  =============  ======  =========  ==========  ================  ================================
 
     (Unconditional networks with T = 1000 on 32x32 inputs; ``num_classes=10`` adds ``11 * 4 * widths[0]``
     parameters. ``lean`` is ``small`` with ``narrow_upsampling``. With ``image_size=28`` every preset has the
     same parameters and about 0.76x the FLOPs: 784/1024 of the pixels.)
 
-    "small", the preset of the shipped models, is this function's default; the 15-minute recipe ablation
+    "small", the preset of the shipped conditional model, is this function's default; the 15-minute recipe ablation
     (quality per CPU-minute, model card) found it better than "medium", and a 30-minute row better than
     "tiny". ``train`` uses "lean" on 28x28 digits (``image_size=28``), which beat "small" on 32x32 ones at
-    30 minutes. Use ``count_flops``
+    30 minutes, and is the shipped unconditional model's network. Use ``count_flops``
     and ``network.count_params()`` for exact numbers.
 
     Args:

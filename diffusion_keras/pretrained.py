@@ -16,7 +16,7 @@ from diffusion_keras.data import DATA_DIR, verify_file
 PRETRAINED_DIR = DATA_DIR / "pretrained"
 # name -> (file in data/pretrained/, sha256)
 PRETRAINED = {
-    "mnist": ("mnist_diffusion.keras", "f532c9185a4e2f6a1e0ecb1194d23ea4edbc0208cfddd718bc1e642dd47ecbba"),
+    "mnist": ("mnist_diffusion.keras", "70338e0994433e852219b25cb4183f59dab6869adbe583ae41f1d918d3479950"),
     "mnist-conditional": (
         "mnist_conditional.keras", "363b1a075c3f44bb71905cb2827b9902583a35338a2348904387edbe2e4ad5b3"
     ),

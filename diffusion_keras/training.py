@@ -16,8 +16,8 @@ A run writes everything into one output folder::
 ``init_from`` warm-starts a new run from another model's weights, e.g. a conditional network from the
 shipped unconditional one: every layer of the source is copied into the layer of the same name, and the
 layers the source lacks (the label embedding) start at zero, so the new network begins as exactly the
-source network and learns only what is new. The source fixes the architecture: the shipped models need
-``--size small --image-size 32``, not the defaults.
+source network and learns only what is new. The source fixes the architecture: the shipped unconditional
+model (``mnist``) has the defaults' network, the shipped conditional one needs ``--size small --image-size 32``.
 
 Running the same command again after an interruption resumes from ``backup/`` at the last finished
 epoch and ends with the same number of optimizer steps as an uninterrupted run.
@@ -217,7 +217,8 @@ DEFAULTS = {
     # lean on 28x28 digits: 0.63x the FLOPs per image of small on padded 32x32 ones, trained 1.6x as many
     # images in the same minutes, and scored better at 30 minutes in three back-to-back pairs (model card:
     # DDIM-50 FID 5.33 against 6.53 at lr 2e-3; 4.53 against 5.20 and 3.50 against 5.22, two
-    # seeds, at 4e-3). The shipped models are small on 32x32 digits (train --size small --image-size 32).
+    # seeds, at 4e-3). The shipped unconditional model is this default trained for 3 hours; the shipped
+    # conditional one is small on 32x32 digits (train --conditional --size small --image-size 32).
     "size": "lean",
     # 28: the digits unpadded (a U-Net of three widths halves 28 twice); 32: padded with the background
     "image_size": 28,
@@ -239,7 +240,7 @@ DEFAULTS = {
     "steps_per_epoch": None,
     # the 30-minute rows (model card, small on 32x32): batch 32 DDIM-50 FID 7.75, 64 9.03, 128 11.58 at about
     # 120k images each, 16 5.99 against 32's 5.23; on lean 28x28, 16 4.53 against 32's 4.39. The shipped
-    # models were trained at 128
+    # conditional model was trained at 128, the unconditional one at 32
     "batch_size": 32,
     "subset": None,
     # the recipe ablation (model card): at 15 minutes peak 2e-3 DDIM-50 FID 4.6, 1e-3 7.0; at 30 minutes
@@ -586,10 +587,10 @@ def add_train_arguments(parser):
     parser.add_argument("--timesteps", type=int, default=DEFAULTS["timesteps"], help="T of the schedule")
     parser.add_argument("--size", default=DEFAULTS["size"],
                         help=f"network preset: tiny, small, lean, medium or base (default: {DEFAULTS['size']}; "
-                        "the shipped models: small)")
+                        "the shipped models: lean, unconditional; small, conditional)")
     parser.add_argument("--image-size", type=int, default=DEFAULTS["image_size"], choices=data.IMAGE_SIZES,
                         help=f"28: the digits unpadded, 32: padded with background (default: {DEFAULTS['image_size']}; "
-                        "the shipped models: 32)")
+                        "the shipped models: 28, unconditional; 32, conditional)")
     parser.add_argument("--target", default=DEFAULTS["target"], help="epsilon, x0 or v (default: v)")
     parser.add_argument("--min-snr-gamma", type=float, default=None, help="Min-SNR weighting gamma (off)")
     parser.add_argument("--log-snr-normal", type=_log_snr_normal_argument, default=DEFAULTS["log_snr_normal"],
@@ -626,7 +627,7 @@ def add_train_arguments(parser):
                         "used only when it divides --batch-size)")
     parser.add_argument("--init-from", default=None,
                         help="warm-start from this .keras model or shipped name, e.g. mnist (same --size and "
-                        "--image-size: small and 32 for the shipped ones); layers it lacks start at zero")
+                        "--image-size: the defaults for mnist, small and 32 for mnist-conditional); layers it lacks start at zero")
     parser.add_argument("--max-minutes", type=float, default=None,
                         help="stop after this many minutes of training, counted across resumes (the epoch in "
                         "progress ends early)")

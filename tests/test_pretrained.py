@@ -35,7 +35,7 @@ def test_shipped_unconditional_model_draws_confident_digits(unconditional):
     images = samplers.sample(unconditional.ema_network, unconditional.schedule, "dpm_solver_pp_2m", steps=20,
                              n=64, seed=0, target=unconditional.target)
     mean_confidence, _ = evaluation.confidence(evaluation.class_probabilities(images))
-    assert mean_confidence > 0.85  # measured 0.960 on 10,000 samples (model card)
+    assert mean_confidence > 0.85  # measured 0.964 on 10,000 samples (model card)
     predicted = np.argmax(evaluation.class_probabilities(images), axis=1)
     assert len(np.unique(predicted)) >= 8  # not one digit repeated
 
