@@ -14,16 +14,20 @@ All three reuse the samplers' compiled network step; none needs any training of 
 * ``interpolate``: DDIM-invert two real digits to their latents, interpolate the latents spherically
   and decode every point (Song et al. 2021, Sec. 5.4 and 5.5).
 
-Images are model-space float arrays ``(n, 32, 32, 1)`` in [-1, 1] (``data.to_model_range`` converts
-MNIST digits). Masks are 1 where a pixel is known (kept) and 0 where it is to be generated.
+Images are model-space float arrays ``(n, H, W, 1)`` in [-1, 1], the network's image shape: 28×28 for
+the shipped unconditional model, 32×32 (padded) for networks built with ``image_size=32``
+(``data.to_model_range(digits, H)`` converts MNIST digits). Masks are 1 where a pixel is known (kept) and 0 where it is to be generated.
 
 Example::
 
-    from diffusion_keras import editing, load_pretrained
+    from diffusion_keras import data, editing, load_pretrained
 
     model = load_pretrained("mnist-conditional")
-    eights = editing.sdedit(model.ema_network, model.schedule, threes, strength=0.6, labels=8, guidance=3)
-    filled = editing.inpaint(model.ema_network, model.schedule, digits, editing.lower_half_mask(), resample=5)
+    threes = data.to_model_range(threes_uint8, model.image_shape[0])   # (n, 28, 28) uint8 -> model space
+    eights = editing.sdedit(model.ema_network, model.schedule, threes, strength=0.6, labels=8, guidance=3,
+                            target=model.target)
+    filled = editing.inpaint(model.ema_network, model.schedule, threes, editing.lower_half_mask(model.image_shape),
+                             resample=5, target=model.target)
 """
 
 import math
@@ -90,7 +94,7 @@ def sdedit(network, schedule, images, strength, steps=50, *, target="epsilon", l
     Args:
         network, schedule, target, labels, guidance, clip_x0: as in ``samplers.ddim_sample``; with a
             conditional network, ``labels`` is the class to edit towards (None: the null label).
-        images: ``(n, 32, 32, 1)`` float in [-1, 1].
+        images: ``(n, H, W, 1)`` float in [-1, 1].
         strength: in [0, 1]. 0 returns a copy of ``images``; about 0.3 keeps the digit and cleans it;
             0.5-0.7 keeps pose and thickness but can change the class; 1 ignores the input.
         steps: DDIM steps of a full-strength edit.
@@ -98,7 +102,7 @@ def sdedit(network, schedule, images, strength, steps=50, *, target="epsilon", l
         return_trajectory: return the ``SampleResult`` of the denoising part.
 
     Returns:
-        float32 ``(n, 32, 32, 1)`` edited images (or a ``SampleResult``).
+        float32 ``(n, H, W, 1)`` edited images (or a ``SampleResult``).
     """
     images = _check_images(network, images)
     start_t = strength_to_timestep(strength, schedule.T)
@@ -124,7 +128,8 @@ def sdedit(network, schedule, images, strength, steps=50, *, target="epsilon", l
 def lower_half_mask(shape=(32, 32, 1), known="upper"):
     """A mask ``shape`` that keeps the upper half (``known="upper"``) or the lower half of an image.
 
-    For a 32×32 MNIST image padded by 2 pixels the cut is at row 16, the middle of the digit.
+    The cut is at row ``shape[0] // 2``: 14 of a 28×28 digit, 16 of a 32×32 one padded by 2 pixels, the
+    middle of the digit either way.
     """
     if known not in ("upper", "lower"):
         raise ValueError(f"known must be 'upper' or 'lower'; received {known!r}.")
@@ -237,7 +242,7 @@ def inpaint(network, schedule, images, mask, steps=50, *, resample=1, jump=1, re
 
     Args:
         network, schedule, target, labels, guidance, clip_x0: as in ``samplers.ddim_sample``.
-        images: ``(n, 32, 32, 1)`` float in [-1, 1]; the pixels under ``mask == 0`` are ignored.
+        images: ``(n, H, W, 1)`` float in [-1, 1]; the pixels under ``mask == 0`` are ignored.
         mask: 1 = known, 0 = generate; the shape of one image or of ``images``.
         steps: reverse steps, in [1, T].
         resample: U, how many times each block of steps is taken (1: replacement only).
@@ -246,7 +251,7 @@ def inpaint(network, schedule, images, mask, steps=50, *, resample=1, jump=1, re
         seed: every noise draw.
 
     Returns:
-        float32 ``(n, 32, 32, 1)`` images.
+        float32 ``(n, H, W, 1)`` images.
     """
     images = _check_images(network, images)
     mask = _check_mask(mask, images)
@@ -333,13 +338,13 @@ def interpolate(network, schedule, first, second, frames=8, steps=50, *, target=
 
     Args:
         network, schedule, target, guidance, clip_x0: as in ``samplers.ddim_sample``.
-        first, second: one image each, ``(32, 32, 1)`` float in [-1, 1].
+        first, second: one image each, ``(H, W, 1)`` float in [-1, 1].
         frames: number of images, >= 2, both ends included.
         steps: DDIM steps of the inversion and of the decoding.
         labels: for a conditional network, one label for the whole path (None: the null label).
 
     Returns:
-        float32 ``(frames, 32, 32, 1)``.
+        float32 ``(frames, H, W, 1)``.
     """
     if isinstance(frames, bool) or not isinstance(frames, (int, np.integer)) or frames < 2:
         raise ValueError(f"frames must be an integer >= 2; received {frames!r}.")
