@@ -16,7 +16,8 @@ All three reuse the samplers' compiled network step; none needs any training of 
 
 Images are model-space float arrays ``(n, H, W, 1)`` in [-1, 1], the network's image shape: 28×28 for
 the shipped unconditional model, 32×32 (padded) for networks built with ``image_size=32``
-(``data.to_model_range(digits, H)`` converts MNIST digits). Masks are 1 where a pixel is known (kept) and 0 where it is to be generated.
+(``data.to_model_range(digits, H)`` converts MNIST digits). Masks are 1 where a pixel is known (kept)
+and 0 where it is to be generated.
 
 Example::
 
@@ -26,8 +27,8 @@ Example::
     threes = data.to_model_range(threes_uint8, model.image_shape[0])   # (n, 28, 28) uint8 -> model space
     eights = editing.sdedit(model.ema_network, model.schedule, threes, strength=0.6, labels=8, guidance=3,
                             target=model.target)
-    filled = editing.inpaint(model.ema_network, model.schedule, threes, editing.lower_half_mask(model.image_shape),
-                             resample=5, target=model.target)
+    mask = editing.lower_half_mask(model.image_shape)
+    filled = editing.inpaint(model.ema_network, model.schedule, threes, mask, resample=5, target=model.target)
 """
 
 import math

@@ -243,7 +243,8 @@ def sample_in_chunks(network, schedule, target, sampler="ddim", n=10000, steps=5
             guidance weight w; None samples with the null label.
 
     Returns:
-        ``(images, seconds)``: float32 ``(n, H, W, 1)`` (the network's image shape) in [-1, 1] and the wall time of sampling.
+        ``(images, seconds)``: float32 ``(n, H, W, 1)`` (the network's image shape) in [-1, 1] and the wall
+        time of sampling.
     """
     from diffusion_keras import samplers
 
