@@ -126,17 +126,18 @@ def test_reconstruction_gradient_matches_a_finite_difference(live_network, sched
     step = editing._reconstruction_guided_step(network, schedule, "epsilon", False, False, False, known, keep, weight)
     x_t = tf.constant(np.random.default_rng(0).normal(size=images.shape).astype(np.float32))
 
+    def x_0_hat(x):
+        steps = tf.fill([len(images)], t)
+        return forward.convert_prediction(network([x, steps]), x, steps, schedule, "epsilon", "x0").numpy()
+
     def mismatch(x):
-        x_0 = forward.convert_prediction(network([x, tf.fill([len(images)], t)]), x, tf.fill([len(images)], t),
-                                         schedule, "epsilon", "x0")
         # summed in float64: the sum is about 10^4 and a float32 one rounds it to about 10^-3, a tenth of
         # what the bump below changes it by
-        return np.sum(np.where(mask > 0.5, np.square(images - np.asarray(x_0, np.float64)), 0.0))
+        return np.sum(np.where(mask > 0.5, np.square(images - x_0_hat(x).astype(np.float64)), 0.0))
 
     _, guided_x_0 = step(x_t, tf.constant(t), tf.constant([0.0, 0.0, 0.0]), tf.zeros_like(x_t),
                          tf.constant(0, tf.int64), tf.zeros(len(images), tf.int32), tf.constant(1.0))
-    x_0 = forward.convert_prediction(network([x_t, tf.fill([len(images)], t)]), x_t, tf.fill([len(images)], t),
-                                     schedule, "epsilon", "x0").numpy()
+    x_0 = x_0_hat(x_t)
     h = 1e-2
     bump = np.zeros(images.shape, np.float32)
     bump[0, 24, 16, 0] = h
